@@ -1,0 +1,82 @@
+"""Content-addressed artifact store: each artifact is built once, atomically, keyed by what determines it."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "artifact.json"  # written last inside each artifact folder: its presence means complete
+
+
+def content_key(kind: str, fields: Mapping[str, Any]) -> str:
+    """A short stable hash of an artifact's kind and every field that determines it."""
+    canonical = json.dumps({"kind": kind, **fields}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file so readers see either the old content or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def publish_folder(build: Callable[[Path], None], destination: Path) -> None:
+    """Run `build` into a temporary sibling folder, then rename it into place (never half-written)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}."))
+    try:
+        build(staging)
+        if destination.exists():
+            shutil.rmtree(destination)
+        os.rename(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+@dataclass(frozen=True)
+class ArtifactStore:
+    """A folder of artifacts, shared by every trial (and every node, on a shared filesystem)."""
+
+    root: Path
+
+    def path(self, kind: str, fields: Mapping[str, Any]) -> Path:
+        return self.root / kind / content_key(kind, fields)
+
+    def get_or_build(self, kind: str, fields: Mapping[str, Any], build: Callable[[Path], None]) -> Path:
+        """The artifact's folder, building it first under an exclusive lock if no complete copy exists."""
+        target = self.path(kind, fields)
+        if (target / MANIFEST).is_file():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.parent / f".{target.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if not (target / MANIFEST).is_file():
+
+                    def build_and_sign(folder: Path) -> None:
+                        build(folder)
+                        manifest = {"kind": kind, "fields": dict(fields)}
+                        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+
+                    publish_folder(build_and_sign, target)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return target

@@ -1,0 +1,341 @@
+"""Command line: build backdoored models, purify them, evaluate them, and tabulate results."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from core.data import (
+    DataFileError,
+    Splits,
+    TextDataset,
+    clean_subset,
+    load_splits,
+    poisoned_eval_set,
+    read_labelled_file,
+    resolve_data_dir,
+    stratified_split,
+)
+from core.evaluate import Evaluation, evaluate
+from core.models import Classifier, ModelFileError, default_classifier, load_classifier, tiny_classifier
+from core.poison import PoisonConfig, trigger_inserter
+from orchestration.store import write_atomic
+from tables.command import tables_command
+
+console = Console(stderr=True)
+DEV_FRACTION = 0.1  # share of a user's clean file held out for checkpoint selection when no dev file is given
+
+
+def start_model(spec: str, *, seed: int, data_dir: Path | None) -> Classifier:
+    """`tiny` (a test-sized BERT), `minilm` (the verified offline default) or a local model folder."""
+    if spec == "tiny":
+        return tiny_classifier(resolve_data_dir(data_dir) / "bert-base-uncased" / "vocab.txt", seed=seed)
+    if spec == "minilm":
+        return default_classifier(seed=seed)
+    return load_classifier(Path(spec))
+
+
+def scores_table(title: str, rows: dict[str, Evaluation]) -> Table:
+    """Evaluations side by side, in percent."""
+    table = Table(title=title)
+    for column in ("model", "CACC", "ASR", "clean flip", "FRR", "FAR"):
+        table.add_column(column, justify="right" if column != "model" else "left")
+    for name, evaluation in rows.items():
+        values = evaluation.percents()
+        table.add_row(name, *("—" if values[k] is None else f"{values[k]:.2f}" for k in values))
+    return table
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    write_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
+
+
+def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
+    """`key=value` pairs from repeated --set options."""
+    pairs = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def training_overrides(epochs: int | None, lr: float | None, max_length: int | None) -> dict[str, Any]:
+    return {k: v for k, v in {"epochs": epochs, "lr": lr, "max_length": max_length}.items() if v is not None}
+
+
+class FriendlyGroup(click.Group):
+    """Turns the project's input errors into one clear line and exit code 2, without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (DataFileError, ModelFileError, FileNotFoundError, ValueError) as err:
+            console.print(f"[bold red]error:[/] {err}")
+            sys.exit(2)
+
+
+@click.group(cls=FriendlyGroup)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="MBTSAD_DATA",
+    help="Folder with sst2/, imdb/, bert-base-uncased/ and wordnet/ (default: ../shared/data beside the checkout).",
+)
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None) -> None:
+    """MBTSAD: backdoor attacks and defences for text classifiers."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    ctx.obj = {"data_dir": data_dir}
+
+
+def _common_training(function: Any) -> Any:
+    for option in (
+        click.option("--set", "sets", multiple=True, help="Override any setting by dotted path, e.g. alpha=0.5."),
+        click.option("--max-length", type=int, help="Truncation length for every training run."),
+        click.option("--lr", type=float, help="Learning rate for every training run."),
+        click.option("--epochs", type=int, help="Epochs for every training run."),
+        click.option("--seed", type=int, default=0, show_default=True),
+    ):
+        function = option(function)
+    return function
+
+
+@cli.command()
+@click.option("--dataset", default="sst2", show_default=True, help="sst2, sst2-glue, imdb, or a folder of files.")
+@click.option("--attack", "attack_name", default="badnets", show_default=True, help="badnets, lwp, ep or addsent.")
+@click.option("--model", "model_spec", default="minilm", show_default=True, help="minilm, tiny, or a model folder.")
+@click.option("--max-train", type=int, help="Use only the first N training samples (quick runs).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for M_b.")
+@_common_training
+@click.pass_obj
+def attack(
+    obj: dict[str, Any],
+    dataset: str,
+    attack_name: str,
+    model_spec: str,
+    max_train: int | None,
+    out: Path,
+    seed: int,
+    epochs: int | None,
+    lr: float | None,
+    max_length: int | None,
+    sets: tuple[str, ...],
+) -> None:
+    """Build a backdoored model M_b and report its CACC and ASR on the test set."""
+    from core.attacks import attack_config, run_attack
+    from orchestration.model_files import save_classifier
+    from orchestration.overrides import apply_overrides, with_training
+    from orchestration.progress import training_progress
+
+    config = with_training(attack_config(attack_name), **training_overrides(epochs, lr, max_length))
+    config = apply_overrides(config, parse_sets(sets))
+    splits = load_splits(dataset, obj["data_dir"])
+    if max_train:
+        splits = replace(splits, train=splits.train.subset(range(min(max_train, len(splits.train)))))
+    classifier = start_model(model_spec, seed=seed, data_dir=obj["data_dir"])
+    started = time.perf_counter()
+    with training_progress(console) as progress:
+        progress.start(f"{attack_name} attack")
+        result = run_attack(classifier, splits, config, seed=seed, on_step=progress.on_step, on_epoch=progress.on_epoch)
+    card = {
+        "attack": attack_name,
+        "poison": asdict(config.poison),
+        "dataset": dataset,
+        "seed": seed,
+        "base_model": model_spec,
+        "scores": result.evaluation.percents(),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    save_classifier(result.backdoored, out, card)
+    console.print(scores_table(f"{attack_name} on {dataset} (test set)", {"M_b": result.evaluation}))
+    console.print(f"saved the backdoored model to {out}")
+
+
+def _trigger(attack_name: str | None, card: dict[str, Any]) -> PoisonConfig | None:
+    """The trigger to score ASR with: a named attack's defaults, else the model card's, else none."""
+    if attack_name:
+        return PoisonConfig(attack=attack_name, target=card.get("poison", {}).get("target", 1))
+    if "poison" in card:
+        return PoisonConfig(**{**card["poison"], "triggers": tuple(card["poison"]["triggers"])})
+    return None
+
+
+def _score(
+    classifier: Classifier, test: TextDataset, poison: PoisonConfig | None, *, seed: int, detector: Any = None
+) -> Evaluation:
+    target = poison.target if poison else 1
+    poisoned = (
+        None
+        if poison is None
+        else poisoned_eval_set(test, trigger_inserter(poison), target=target, rng=np.random.default_rng(seed))
+    )
+    return evaluate(classifier, test=test, poisoned_test=poisoned, target=target, detector=detector)
+
+
+def _clean_data(
+    clean: Path | None, dev: Path | None, test: Path | None, dataset: str | None, fraction: float, seed: int, data_dir
+) -> Splits:
+    """D_c, clean dev and test: from a user's files, or a share of a named dataset's training set."""
+    if clean is not None:
+        clean_set = read_labelled_file(clean)
+        if dev is None:
+            dev_set, clean_set = stratified_split(clean_set, DEV_FRACTION, np.random.default_rng(seed))
+        else:
+            dev_set = read_labelled_file(dev)
+        test_set = read_labelled_file(test) if test is not None else dev_set
+        return Splits(train=clean_set, dev=dev_set, test=test_set)
+    if dataset is None:
+        raise click.UsageError("give --clean FILE (your clean data) or --dataset NAME (a share of its training set)")
+    splits = load_splits(dataset, data_dir)
+    return Splits(
+        train=clean_subset(splits.train, fraction, np.random.default_rng(seed)),
+        dev=read_labelled_file(dev) if dev else splits.dev,
+        test=read_labelled_file(test) if test else splits.test,
+    )
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--method", default="mbtsad", show_default=True, help="A defence name (see `cli.py defenses`).")
+@click.option("--clean", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Your clean data file.")
+@click.option("--dev", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Clean dev file.")
+@click.option("--test", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Clean test file.")
+@click.option("--dataset", help="Instead of --clean: take D_c as a share of this dataset's training set.")
+@click.option("--fraction", type=float, default=0.2, show_default=True, help="r, the share of training data in D_c.")
+@click.option("--attack", "attack_name", help="Score ASR with this attack's trigger (default: the model card's).")
+@click.option("--pretrained", help="Pre-trained weights for fine-mixing / fine-purifying: a folder or `minilm`.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@_common_training
+@click.pass_obj
+def defend(
+    obj: dict[str, Any],
+    model_dir: Path,
+    method: str,
+    clean: Path | None,
+    dev: Path | None,
+    test: Path | None,
+    dataset: str | None,
+    fraction: float,
+    attack_name: str | None,
+    pretrained: str | None,
+    out: Path,
+    seed: int,
+    epochs: int | None,
+    lr: float | None,
+    max_length: int | None,
+    sets: tuple[str, ...],
+) -> None:
+    """Purify (or guard) a suspect model with a named defence; write the model and a JSON report."""
+    from core.defenses import DefenseInputs, get_defense
+    from orchestration.model_files import load_model_folder, save_classifier
+    from orchestration.overrides import apply_overrides, with_training
+    from orchestration.progress import training_progress
+
+    defense = get_defense(method)
+    config = with_training(defense.default_config(), **training_overrides(epochs, lr, max_length))
+    config = apply_overrides(config, parse_sets(sets))
+    if defense.needs_pretrained and not pretrained:
+        raise click.UsageError(f"{method} needs the pre-trained weights: pass --pretrained FOLDER (or minilm)")
+    suspect, card = load_model_folder(model_dir)
+    splits = _clean_data(clean, dev, test, dataset, fraction, seed, obj["data_dir"])
+    poison = _trigger(attack_name, card)
+    inputs = DefenseInputs(
+        suspect=suspect,
+        clean=splits.train,
+        dev=splits.dev,
+        seed=seed,
+        pretrained=None if not pretrained else start_model(pretrained, seed=seed, data_dir=obj["data_dir"]),
+    )
+    before = _score(suspect, splits.test, poison, seed=seed)
+    started = time.perf_counter()
+    if defense.kind == "detection":
+        detector = defense.run(inputs, config)
+        after = _score(suspect, splits.test, poison, seed=seed, detector=detector)
+    else:
+        with training_progress(console) as progress:
+            progress.start(method)
+            purified = defense.run(inputs, config, on_step=progress.on_step, on_epoch=progress.on_epoch)
+        after = _score(purified, splits.test, poison, seed=seed)
+        save_classifier(purified, out, {**card, "defense": method, "defense_seed": seed, "scores": after.percents()})
+    report = {
+        "method": method,
+        "suspect": str(model_dir),
+        "clean_samples": len(splits.train),
+        "dev_samples": len(splits.dev),
+        "test_samples": len(splits.test),
+        "trigger": None if poison is None else asdict(poison),
+        "before": before.percents(),
+        "after": after.percents(),
+        "config": asdict(config),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    write_json(out / "report.json", report)
+    console.print(scores_table(f"{method} (test set)", {"before": before, "after": after}))
+    console.print(f"wrote {out / 'report.json'}" + ("" if defense.kind == "detection" else " and the purified model"))
+
+
+@cli.command(name="evaluate")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--dataset", default="sst2", show_default=True, help="Test set of this dataset, unless --test.")
+@click.option("--test", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A clean test file.")
+@click.option("--attack", "attack_name", help="Score ASR with this attack's trigger (default: the model card's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the trigger positions.")
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the scores here.")
+@click.pass_obj
+def evaluate_command(
+    obj: dict[str, Any],
+    model_dir: Path,
+    dataset: str,
+    test: Path | None,
+    attack_name: str | None,
+    seed: int,
+    json_out: Path | None,
+) -> None:
+    """CACC and ASR (when a trigger is known) of a model folder."""
+    from orchestration.model_files import load_model_folder
+
+    classifier, card = load_model_folder(model_dir)
+    test_set = read_labelled_file(test) if test else load_splits(dataset, obj["data_dir"]).test
+    evaluation = _score(classifier, test_set, _trigger(attack_name, card), seed=seed)
+    console.print(scores_table(f"{model_dir}", {"model": evaluation}))
+    if json_out:
+        write_json(json_out, evaluation.percents())
+
+
+@cli.command(name="defenses")
+def list_defenses() -> None:
+    """List the defences and what they need."""
+    from core.defenses import DEFENSES
+
+    table = Table(title="defences")
+    for column in ("name", "kind", "needs pre-trained weights"):
+        table.add_column(column)
+    for name, entry in DEFENSES.items():
+        table.add_row(name, entry.kind, "yes" if entry.needs_pretrained else "")
+    Console().print(table)
+
+
+cli.add_command(tables_command, name="tables")
+main = cli
+
+if __name__ == "__main__":
+    cli()

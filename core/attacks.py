@@ -1,0 +1,124 @@
+"""The attacker's side: build a backdoored model M_b with BadNets, LWP, EP or AddSent."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from torch import nn
+
+from core.batching import predict
+from core.data import Splits, TextDataset, poisoned_eval_set
+from core.evaluate import Evaluation, evaluate
+from core.metrics import attack_success_rate, clean_accuracy
+from core.models import Classifier
+from core.poison import EP_TRIGGER, PoisonConfig, PoisonedSet, poison_training_set, trigger_inserter
+from core.train import (
+    EpochRecord,
+    StepReport,
+    TrainConfig,
+    cross_entropy_term,
+    embedding_row_update,
+    fit,
+    layerwise_term,
+)
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """One attack: how the data is poisoned and how the backdoor is trained in."""
+
+    poison: PoisonConfig = field(default_factory=PoisonConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=2e-5, epochs=3))  # the backdoor training
+    clean_train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=2e-5, epochs=3))  # EP: the clean model
+
+
+ATTACKS: dict[str, AttackConfig] = {
+    "badnets": AttackConfig(poison=PoisonConfig(attack="badnets")),
+    "lwp": AttackConfig(poison=PoisonConfig(attack="lwp")),
+    "ep": AttackConfig(poison=PoisonConfig(attack="ep"), train=TrainConfig(lr=5e-2, epochs=3)),
+    "addsent": AttackConfig(poison=PoisonConfig(attack="addsent")),
+}
+
+
+def attack_config(name: str, **train_overrides: object) -> AttackConfig:
+    """The named attack's defaults, with optional overrides of its backdoor-training settings."""
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; valid: {', '.join(ATTACKS)}")
+    config = ATTACKS[name]
+    return replace(config, train=replace(config.train, **train_overrides)) if train_overrides else config
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """The backdoored model M_b, its test scores, and the poisoned training set it learned from."""
+
+    backdoored: Classifier
+    evaluation: Evaluation
+    poisoned_train: PoisonedSet
+    poisoned_test: TextDataset
+
+
+def _attacker_score(
+    classifier: Classifier, dev: TextDataset, poisoned_dev: TextDataset, config: AttackConfig
+) -> Callable[[nn.Module], float]:
+    """Checkpoint score of the attacker, who holds poisoned dev data: clean dev accuracy plus dev ASR."""
+    length = config.train.max_length
+
+    def score(model: nn.Module) -> float:
+        clean = predict(model, classifier.tokenizer, dev.texts, max_length=length)
+        triggered = predict(model, classifier.tokenizer, poisoned_dev.texts, max_length=length)
+        return (
+            clean_accuracy(predictions=clean, labels=dev.labels).percent
+            + attack_success_rate(
+                predictions=triggered, labels=poisoned_dev.labels, target=config.poison.target
+            ).percent
+        )
+
+    return score
+
+
+def run_attack(
+    classifier: Classifier,
+    splits: Splits,
+    config: AttackConfig,
+    *,
+    seed: int,
+    on_step: Callable[[StepReport], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> AttackResult:
+    """Poison the training set, train the backdoor into a copy of `classifier`, and score it on test."""
+    rng = np.random.default_rng(seed)
+    poison = config.poison
+    poisoned = poison_training_set(splits.train, poison, rng)
+    insert = trigger_inserter(poison)
+    poisoned_dev = poisoned_eval_set(splits.dev, insert, target=poison.target, rng=rng)
+    poisoned_test = poisoned_eval_set(splits.test, insert, target=poison.target, rng=rng)
+    model = copy.deepcopy(classifier.model)
+    victim = Classifier(model=model, tokenizer=classifier.tokenizer)
+    train = replace(config.train, seed=seed)
+    score = _attacker_score(victim, splits.dev, poisoned_dev, config)
+    hooks = {"on_step": on_step, "on_epoch": on_epoch}
+    if poison.attack == "ep":
+        clean = replace(config.clean_train, seed=seed)
+        fit(model, victim.tokenizer, splits.train, config=clean, terms=(cross_entropy_term(),), dev=splits.dev, **hooks)
+        (token_id,) = victim.tokenizer.convert_tokens_to_ids([EP_TRIGGER])
+        fit(
+            model,
+            victim.tokenizer,
+            poisoned.data.subset(poisoned.poisoned),
+            config=train,
+            terms=(cross_entropy_term(),),
+            update=embedding_row_update(model, token_id=token_id),
+            score=score,
+            **hooks,
+        )
+    else:
+        terms = (layerwise_term(),) if poison.attack == "lwp" else (cross_entropy_term(),)
+        fit(model, victim.tokenizer, poisoned.data, config=train, terms=terms, score=score, **hooks)
+    evaluation = evaluate(
+        victim, test=splits.test, poisoned_test=poisoned_test, target=poison.target, max_length=train.max_length
+    )
+    return AttackResult(backdoored=victim, evaluation=evaluation, poisoned_train=poisoned, poisoned_test=poisoned_test)

@@ -1,0 +1,214 @@
+"""Tables as cells: which value goes where, which cells are bold, and the notes under each table."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from tables.aggregate import Stat
+from tables.layout import (
+    ATTACKS,
+    AUGMENTATIONS,
+    BOLD_NOTE,
+    CE_KEY,
+    CE_NOTE,
+    CE_TITLE,
+    DATASETS,
+    PAPER_ATTACKS,
+    PAPER_DATASETS,
+    TUNED_NOTE,
+    TableSpec,
+)
+
+# (result column, header, which end is best) for the metric tables.
+METRICS = (("cacc", "CACC", max), ("asr", "ASR", min))
+PERCENT_DECIMALS = 2  # as the paper prints CACC and ASR
+CE_DECIMALS = 4  # as the paper prints the eq. 9 loss (0.5333): two would tie most augmentations
+Lookup = Mapping[tuple[str | None, ...], Stat]
+Best = Callable[[list[float]], float]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One number of a table, or a missing one."""
+
+    stat: Stat | None  # None: no usable result for this cell
+    bold: bool = False
+
+
+@dataclass(frozen=True)
+class Line:
+    """One row of a table."""
+
+    label: str
+    mark: str | None  # footnote letter
+    cells: tuple[Cell, ...]
+
+
+@dataclass(frozen=True)
+class Block:
+    """The rows of one attack (or the whole table when it has no attack column)."""
+
+    label: str
+    lines: tuple[Line, ...]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A table ready to render: headers, blocks of rows, notes."""
+
+    key: str  # output file stem
+    heading: str  # e.g. "Table II"
+    title: str
+    block_header: str | None  # header of the block-label column; None: no such column
+    row_header: str
+    groups: tuple[str, ...]  # column groups (datasets), each holding `columns`
+    show_groups: bool  # False when the title already names the only group
+    columns: tuple[str, ...]
+    blocks: tuple[Block, ...]
+    notes: tuple[tuple[str | None, str], ...]  # (footnote letter or None, text)
+    decimals: int
+    seeds: int | None  # the usual seed count; a cell with another count says so
+
+
+def ordered(present: Iterable[str], names: Mapping[str, str], always: Sequence[str]) -> tuple[str, ...]:
+    """Keys in the paper's order (always-shown first), then any others present, sorted."""
+    keys = set(present)
+    known = [key for key in names if key in keys and key not in always]
+    return (*always, *known, *sorted(keys - set(always) - set(names)))
+
+
+def metric_grid(
+    spec: TableSpec, lookups: Mapping[str, Lookup], datasets: Sequence[str], attacks: Sequence[str]
+) -> Grid:
+    """One of Tables I-IV: per attack, a block of the spec's rows; CACC and ASR per dataset."""
+    shown = spec.datasets or tuple(datasets)
+    directions = [best for _ in shown for _, _, best in METRICS]
+    blocks = tuple(
+        _block(
+            ATTACKS.get(attack, attack),
+            [(row.label, row.mark if index == 0 else None) for row in spec.rows],
+            [
+                [
+                    lookups[metric].get((dataset, attack, row.defense, row.augmentation))
+                    for dataset in shown
+                    for metric, _, _ in METRICS
+                ]
+                for row in spec.rows
+            ],
+            [row.defended for row in spec.rows],
+            directions,
+            decimals=PERCENT_DECIMALS,
+        )
+        for index, attack in enumerate(attacks)
+    )
+    seeds, seeds_note = _seeds(blocks)
+    return Grid(
+        key=spec.key,
+        heading=f"Table {spec.number}",
+        title=spec.title,
+        block_header="Attack",
+        row_header=spec.row_header,
+        groups=tuple(DATASETS.get(dataset, dataset) for dataset in shown),
+        show_groups=spec.datasets is None,
+        columns=tuple(header for _, header, _ in METRICS),
+        blocks=blocks,
+        notes=(*spec.notes, *seeds_note, (None, BOLD_NOTE), *([(None, TUNED_NOTE)] if spec.tuned else [])),
+        decimals=PERCENT_DECIMALS,
+        seeds=seeds,
+    )
+
+
+def ce_grid(lookup: Lookup) -> Grid:
+    """The eq. 9 table: mean cross-entropy per augmentation (rows) and dataset and attack (columns)."""
+    datasets = ordered({key[0] for key in lookup}, DATASETS, ()) or PAPER_DATASETS[:1]
+    attacks = ordered({key[1] for key in lookup}, ATTACKS, ()) or PAPER_ATTACKS
+    augmentations = ordered({key[2] for key in lookup}, AUGMENTATIONS, tuple(AUGMENTATIONS))
+    block = _block(
+        "",
+        [(AUGMENTATIONS.get(augmentation, augmentation), None) for augmentation in augmentations],
+        [
+            [lookup.get((dataset, attack, augmentation)) for dataset in datasets for attack in attacks]
+            for augmentation in augmentations
+        ],
+        [True] * len(augmentations),
+        [max] * (len(datasets) * len(attacks)),
+        decimals=CE_DECIMALS,
+    )
+    seeds, seeds_note = _seeds([block])
+    return Grid(
+        key=CE_KEY,
+        heading="Eq. 9",
+        title=CE_TITLE,
+        block_header=None,
+        row_header="Augmentation",
+        groups=tuple(DATASETS.get(dataset, dataset) for dataset in datasets),
+        show_groups=True,
+        columns=tuple(ATTACKS.get(attack, attack) for attack in attacks),
+        blocks=(block,),
+        notes=((None, CE_NOTE), *seeds_note),
+        decimals=CE_DECIMALS,
+        seeds=seeds,
+    )
+
+
+def cell_text(cell: Cell, grid: Grid, *, plus_minus: str, dash: str) -> str:
+    """A cell as `mean`, `mean ± std`, either with `(n=k)` when its seed count is unusual, or a dash."""
+    if cell.stat is None:
+        return dash
+    text = f"{cell.stat.mean:.{grid.decimals}f}"
+    if cell.stat.std is not None:
+        text += f"{plus_minus}{cell.stat.std:.{grid.decimals}f}"
+    if cell.stat.n != grid.seeds:
+        text += f" (n={cell.stat.n})"
+    return text
+
+
+def _block(
+    label: str,
+    heads: Sequence[tuple[str, str | None]],
+    values: Sequence[Sequence[Stat | None]],
+    candidates: Sequence[bool],
+    directions: Sequence[Best],
+    *,
+    decimals: int,
+) -> Block:
+    """Rows of cells, bolding per column the best shown mean among the candidate rows (all ties)."""
+
+    def shown(stat: Stat) -> float:
+        # Compare what the reader sees, so two cells that print the same are both bold or neither.
+        return float(f"{stat.mean:.{decimals}f}")
+
+    best = []
+    for column, direction in enumerate(directions):
+        means = [
+            shown(row[column]) for row, ok in zip(values, candidates, strict=True) if ok and row[column] is not None
+        ]
+        best.append(direction(means) if means else None)
+    return Block(
+        label=label,
+        lines=tuple(
+            Line(
+                label=row_label,
+                mark=mark,
+                cells=tuple(
+                    Cell(stat, bold=ok and stat is not None and shown(stat) == best[column])
+                    for column, stat in enumerate(row)
+                ),
+            )
+            for (row_label, mark), row, ok in zip(heads, values, candidates, strict=True)
+        ),
+    )
+
+
+def _seeds(blocks: Iterable[Block]) -> tuple[int | None, list[tuple[None, str]]]:
+    """The usual seed count of a table's cells, and the note saying what the numbers are."""
+    counts = Counter(cell.stat.n for block in blocks for line in block.lines for cell in line.cells if cell.stat)
+    if not counts:
+        return None, []
+    seeds = max(counts, key=lambda n: (counts[n], n))
+    text = "One seed per cell" if seeds == 1 else f"Mean ± sample standard deviation over {seeds} seeds"
+    if len(counts) > 1:
+        text += "; (n=k): mean ± sample standard deviation over k seeds" if seeds == 1 else "; (n=k): over k seeds"
+    return seeds, [(None, f"{text}.")]

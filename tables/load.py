@@ -1,0 +1,191 @@
+"""Reading a run's result files lazily, checking them against docs/results-schema.md, listing problems."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+# Columns the tables read, with the type each is cast to; other schema columns are not needed here.
+TRIAL_COLUMNS = {
+    "dataset": pl.String,
+    "attack": pl.String,
+    "defense": pl.String,
+    "augmentation": pl.String,
+    "seed": pl.Int64,
+    "status": pl.String,
+    "cacc": pl.Float64,
+    "asr": pl.Float64,
+}
+# Read when present, for messages and checks only.
+TRIAL_OPTIONAL = {"trial_id": pl.String, "error": pl.String, "model": pl.String}
+SELECT_AUG_COLUMNS = {
+    "dataset": pl.String,
+    "attack": pl.String,
+    "augmentation": pl.String,
+    "seed": pl.Int64,
+    "mean_ce": pl.Float64,
+}
+TRIAL_KEY = ("dataset", "attack", "defense", "augmentation", "seed")
+SELECT_AUG_KEY = ("dataset", "attack", "augmentation", "seed")
+
+
+class ResultsError(Exception):
+    """The run folder holds nothing a table can be made from."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong in the results, reported to the user; the rows concerned are left out."""
+
+    kind: str  # unreadable, schema, failed, status, incomplete, duplicate, unplaced, models
+    message: str
+
+
+@dataclass(frozen=True)
+class Results:
+    """The usable rows of a run folder and what was wrong with the rest."""
+
+    trials: pl.DataFrame  # status ok, complete, one row per TRIAL_KEY
+    select_aug: pl.DataFrame  # complete, one row per SELECT_AUG_KEY
+    problems: tuple[Problem, ...]
+
+
+def load_results(run_dir: Path) -> Results:
+    """Scan `trials/` and `select_aug/` under a run folder; raise ResultsError when nothing is usable."""
+    problems: list[Problem] = []
+    trial_files = sorted((run_dir / "trials").glob("*.parquet"))
+    aug_files = sorted((run_dir / "select_aug").glob("*.parquet"))
+    if not trial_files and not aug_files:
+        raise ResultsError(f"{run_dir}: no result files (expected trials/*.parquet or select_aug/*.parquet)")
+    trials = _scan(trial_files, TRIAL_COLUMNS, TRIAL_OPTIONAL, run_dir, problems)
+    select_aug = _scan(aug_files, SELECT_AUG_COLUMNS, {}, run_dir, problems)
+    trials = _usable_trials(trials, problems)
+    select_aug = _unique(_complete(select_aug, SELECT_AUG_COLUMNS, problems), SELECT_AUG_KEY, problems)
+    if trials.is_empty() and select_aug.is_empty():
+        shown = "\n  ".join(problem.message for problem in problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise ResultsError(f"{run_dir}: no usable result rows; problems found:\n  {shown}{more}")
+    return Results(trials=trials, select_aug=select_aug, problems=tuple(problems))
+
+
+def _scan(
+    files: list[Path],
+    columns: Mapping[str, type[pl.DataType]],
+    optional: Mapping[str, type[pl.DataType]],
+    run_dir: Path,
+    problems: list[Problem],
+) -> pl.DataFrame:
+    """Check each file's schema, then read the needed columns of the good ones in one lazy scan."""
+    wanted = {**columns, **optional}
+    groups: dict[tuple[tuple[str, pl.DataType], ...], list[Path]] = {}
+    for path in files:
+        name = path.relative_to(run_dir).as_posix()
+        try:
+            schema = pl.read_parquet_schema(path)
+        except (pl.exceptions.PolarsError, OSError) as error:
+            problems.append(Problem("unreadable", f"{name}: not a readable parquet file ({error}); skipped"))
+            continue
+        issues = _schema_issues(schema, wanted, required=columns)
+        if issues:
+            problems.append(Problem("schema", f"{name}: {'; '.join(issues)}; skipped"))
+            continue
+        # Files that share a schema are read by one scan; the few distinct schemas are cast to one.
+        groups.setdefault(tuple(schema.items()), []).append(path)
+    frames = [_read(paths, {name for name, _ in schema}, wanted, run_dir) for schema, paths in groups.items()]
+    if not frames:
+        return pl.DataFrame(schema={**wanted, "file": pl.String})
+    return pl.concat(frames).collect()
+
+
+def _read(paths: list[Path], present: set[str], wanted: Mapping[str, type[pl.DataType]], run_dir: Path) -> pl.LazyFrame:
+    """Files of one schema as the wanted columns (null where absent) and `file`, relative to the run folder."""
+    return pl.scan_parquet(paths, include_file_paths="file").select(
+        *(
+            pl.col(name).cast(dtype) if name in present else pl.lit(None, dtype).alias(name)
+            for name, dtype in wanted.items()
+        ),
+        pl.col("file").str.strip_prefix(f"{run_dir.as_posix()}/"),
+    )
+
+
+def _schema_issues(
+    schema: Mapping[str, pl.DataType],
+    wanted: Mapping[str, type[pl.DataType]],
+    required: Mapping[str, type[pl.DataType]],
+) -> list[str]:
+    """Missing required columns and columns whose type cannot be read as the schema's type."""
+    missing = [name for name in required if name not in schema]
+    issues = [f"missing column{'s' * (len(missing) > 1)} {', '.join(missing)}"] if missing else []
+    for name, dtype in wanted.items():
+        found = schema.get(name)
+        if found is None or found == pl.Null:
+            continue
+        fits = (
+            found in (pl.String, pl.Categorical, pl.Enum)
+            if dtype == pl.String
+            else found.is_integer()
+            if dtype == pl.Int64
+            else found.is_numeric()
+        )
+        if not fits:
+            issues.append(f"column {name} has type {found}, expected {dtype}")
+    return issues
+
+
+def _usable_trials(rows: pl.DataFrame, problems: list[Problem]) -> pl.DataFrame:
+    """Report and drop failed, unknown-status and incomplete trials, then duplicates."""
+    for row in rows.filter(pl.col("status") == "failed").iter_rows(named=True):
+        problems.append(Problem("failed", f"{row['file']}: {_where(row)} failed: {row['error'] or 'no error message'}"))
+    for row in rows.filter(~pl.col("status").is_in(["ok", "failed"]).fill_null(True)).iter_rows(named=True):
+        problems.append(
+            Problem("status", f"{row['file']}: {_where(row)} has status {row['status']!r}, not ok or failed")
+        )
+    ok = _complete(rows.filter(pl.col("status") == "ok"), TRIAL_COLUMNS, problems)
+    models = ok.drop_nulls("model").group_by("model").len().sort("model")
+    if models.height > 1:
+        counts = ", ".join(f"{model}: {n}" for model, n in models.iter_rows())
+        problems.append(Problem("models", f"the trials mix {models.height} models ({counts})"))
+    return _unique(ok, TRIAL_KEY, problems)
+
+
+def _complete(rows: pl.DataFrame, columns: Mapping[str, type[pl.DataType]], problems: list[Problem]) -> pl.DataFrame:
+    """Report and drop rows with a null (or NaN) where a value is required."""
+    nullable = {"augmentation", "status"}
+    checked = [name for name in columns if name not in nullable]
+    gaps = pl.concat_list(
+        pl.when(_missing(pl.col(name), columns[name])).then(pl.lit(name)).otherwise(None) for name in checked
+    ).list.drop_nulls()
+    marked = rows.with_columns(gaps.alias("_gaps"))
+    for row in marked.filter(pl.col("_gaps").list.len() > 0).iter_rows(named=True):
+        problems.append(
+            Problem("incomplete", f"{row['file']}: {_where(row)} has no value for {', '.join(row['_gaps'])}")
+        )
+    return marked.filter(pl.col("_gaps").list.len() == 0).drop("_gaps")
+
+
+def _missing(column: pl.Expr, dtype: type[pl.DataType]) -> pl.Expr:
+    """Null, or NaN for a float column."""
+    return column.is_null() | column.is_nan() if dtype == pl.Float64 else column.is_null()
+
+
+def _unique(rows: pl.DataFrame, key: tuple[str, ...], problems: list[Problem]) -> pl.DataFrame:
+    """Report every key that occurs more than once and drop all its rows: which one is right is unknown."""
+    counted = rows.with_columns(pl.len().over(key).alias("_n"))
+    repeated = counted.filter(pl.col("_n") > 1)
+    for group in repeated.group_by(key, maintain_order=True).agg(pl.col("file")).iter_rows(named=True):
+        problems.append(
+            Problem(
+                "duplicate",
+                f"{_where(group)} appears {len(group['file'])} times ({', '.join(group['file'])}); all left out",
+            )
+        )
+    return counted.filter(pl.col("_n") == 1).drop("_n")
+
+
+def _where(row: Mapping[str, object]) -> str:
+    """A row's cell in words, e.g. `sst2/badnets/mbtsad/ts seed 0`."""
+    parts = [row.get(name) for name in ("dataset", "attack", "defense", "augmentation")]
+    return "/".join(str(part) for part in parts if part is not None) + f" seed {row.get('seed')}"

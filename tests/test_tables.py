@@ -1,0 +1,364 @@
+"""tables/: result files in, the paper's tables (LaTeX, Markdown), bar charts and a problem list out."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from tables.aggregate import Stat, summarize
+from tables.build import Report, write_tables
+from tables.command import tables_command
+from tables.latex import latex_text
+from tables.layout import FIGURE_ROWS
+from tables.load import ResultsError
+
+DATA = Path(__file__).parent / "data"
+# Every column of docs/results-schema.md, with its type.
+SCHEMA = {
+    "trial_id": pl.String,
+    "dataset": pl.String,
+    "attack": pl.String,
+    "defense": pl.String,
+    "augmentation": pl.String,
+    "seed": pl.Int64,
+    "status": pl.String,
+    "error": pl.String,
+    "cacc": pl.Float64,
+    "asr": pl.Float64,
+    "clean_flip": pl.Float64,
+    "frr": pl.Float64,
+    "far": pl.Float64,
+    "alpha": pl.Float64,
+    "beta": pl.Float64,
+    "model": pl.String,
+    "wall_s": pl.Float64,
+}
+TS_DEFENSES = {"ts-ft", "mbtsad", "mbtsad-no-att", "mbtsad-no-hid", "cd"}
+TABLE2_DEFENSES = ("none", "cft", "reinit", "fine-pruning", "ts-ft", "mbtsad", "fine-mixing", "fine-purifying")
+# The cells the bold rule (best among the defenses, None excluded) picks from the paper's Table II numbers.
+PAPER_BOLD = {
+    ("badnets", "cft", "sst2", "cacc"),
+    ("badnets", "mbtsad", "sst2", "asr"),
+    ("badnets", "ts-ft", "imdb", "cacc"),
+    ("badnets", "fine-mixing", "imdb", "asr"),
+    ("lwp", "cft", "sst2", "cacc"),
+    ("lwp", "fine-mixing", "sst2", "asr"),
+    ("lwp", "mbtsad", "imdb", "cacc"),
+    ("lwp", "fine-mixing", "imdb", "asr"),
+    ("ep", "cft", "sst2", "cacc"),
+    ("ep", "fine-mixing", "sst2", "asr"),
+    ("ep", "cft", "imdb", "cacc"),
+    ("ep", "fine-purifying", "imdb", "asr"),
+}
+
+
+def trial(
+    defense: str = "mbtsad",
+    *,
+    dataset: str = "sst2",
+    attack: str = "badnets",
+    seed: int = 0,
+    cacc: float | None = 90.0,
+    asr: float | None = 10.0,
+    status: str = "ok",
+    **fields: object,
+) -> dict[str, object]:
+    """A result row as the sweep writes it; augmentation `ts` for the token-splitting defenses."""
+    return {
+        "augmentation": "ts" if defense in TS_DEFENSES else None,
+        "error": None,
+        "model": "bert-base-uncased",
+        "wall_s": 1.0,
+        **{"dataset": dataset, "attack": attack, "defense": defense, "seed": seed},
+        **{"cacc": cacc, "asr": asr, "status": status},
+        **fields,
+    }
+
+
+def write_trials(run_dir: Path, rows: list[dict[str, object]], drop: tuple[str, ...] = ()) -> list[Path]:
+    """One parquet file per row under run_dir/trials, as the sweep writes them."""
+    folder = run_dir / "trials"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for row in rows:
+        trial_id = f"t{len(list(folder.iterdir())):05d}"
+        frame = pl.DataFrame([{"trial_id": trial_id, **row}], schema=SCHEMA).drop(drop)
+        path = folder / f"{trial_id}.parquet"
+        frame.write_parquet(path)
+        paths.append(path)
+    return paths
+
+
+def write_select_aug(run_dir: Path, rows: list[tuple[str, str, str, int, float]]) -> None:
+    """eq. 9 result files: (dataset, attack, augmentation, seed, mean_ce) each."""
+    folder = run_dir / "select_aug"
+    folder.mkdir(parents=True, exist_ok=True)
+    for dataset, attack, augmentation, seed, mean_ce in rows:
+        frame = pl.DataFrame(
+            {
+                "dataset": [dataset],
+                "attack": [attack],
+                "augmentation": [augmentation],
+                "seed": [seed],
+                "mean_ce": [mean_ce],
+                "n_samples": [1384],
+            }
+        )
+        frame.write_parquet(folder / f"{dataset}-{attack}-{augmentation}-{seed}.parquet")
+
+
+def lines(report: Report, name: str) -> list[str]:
+    (path,) = [path for path in report.files if path.name == name]
+    return path.read_text().splitlines()
+
+
+@pytest.fixture(scope="module")
+def paper_table2() -> dict[tuple[str, str, str], dict[str, float]]:
+    """The paper's Table II, typed in from the paper: (attack, defense, dataset) -> cacc, asr."""
+    with open(DATA / "paper_table2.csv", newline="") as file:
+        return {
+            (row["attack"], row["defense"], row["dataset"]): {"cacc": float(row["cacc"]), "asr": float(row["asr"])}
+            for row in csv.DictReader(file)
+        }
+
+
+def test_paper_table2_as_single_seeds_reproduces_its_cells_and_bold(tmp_path: Path, paper_table2: dict) -> None:
+    rows = [
+        trial(defense, dataset=dataset, attack=attack, cacc=values["cacc"], asr=values["asr"])
+        for (attack, defense, dataset), values in paper_table2.items()
+    ]
+    write_trials(tmp_path / "run", rows)
+    report = write_tables(tmp_path / "run", tmp_path / "out")
+
+    assert report.problems == ()
+    table2 = report.grids[1]
+    assert [block.label for block in table2.blocks] == ["BadNets", "LWP", "EP"]
+    columns = [(dataset, metric) for dataset in ("sst2", "imdb") for metric in ("cacc", "asr")]
+    for block, attack in zip(table2.blocks, ("badnets", "lwp", "ep"), strict=True):
+        for line, defense in zip(block.lines, TABLE2_DEFENSES, strict=True):
+            for cell, (dataset, metric) in zip(line.cells, columns, strict=True):
+                assert f"{cell.stat.mean:.2f}" == f"{paper_table2[attack, defense, dataset][metric]:.2f}"
+                assert cell.bold == ((attack, defense, dataset, metric) in PAPER_BOLD), (attack, defense, metric)
+    tex = lines(report, "table2.tex")
+    assert r"BadNets & None\textsuperscript{a} & 91.32 & 89.88 & 93.48 & 89.94 \\" in tex
+    assert r" & CFT\textsuperscript{c} & \textbf{91.82} & 65.02 & 93.18 & 85.77 \\" in tex
+    assert r" & MBTSAD & 90.17 & \textbf{9.65} & 92.92 & 17.24 \\" in tex
+    assert r" & Fine-Mixing & 88.91 & \textbf{12.39} & 92.37 & \textbf{7.56} \\" in tex
+    assert r"EP & None & 91.21 & 95.17 & 94.03 & 98.66 \\" in tex
+    assert r"\textsuperscript{b}Methods based on pre-trained weights.\par" in tex
+    assert any("tuned per attack on dev data" in line for line in tex)
+    assert not any(r"\pm" in line for line in tex if line.endswith(r"\\"))
+    assert "|  | CFTᶜ | **91.82** | 65.02 | 93.18 | 85.77 |" in lines(report, "tables.md")
+
+
+def test_three_seeds_give_mean_sample_std_and_count(tmp_path: Path) -> None:
+    rows = [
+        *(trial("mbtsad", seed=seed, cacc=c, asr=a) for seed, c, a in [(0, 90, 10), (1, 91, 20), (2, 92, 60)]),
+        *(trial("cft", seed=seed, cacc=c, asr=a) for seed, c, a in [(0, 88, 50), (1, 89, 52)]),
+    ]
+    write_trials(tmp_path / "run", rows)
+    report = write_tables(tmp_path / "run", tmp_path / "out")
+
+    # asr 10, 20, 60: mean 30, sample std sqrt((400 + 100 + 900) / 2) = 26.458
+    mbtsad = report.grids[1].blocks[0].lines[5].cells
+    assert mbtsad[0].stat == Stat(mean=91.0, std=1.0, n=3)
+    assert mbtsad[1].stat.mean == pytest.approx(30.0)
+    assert mbtsad[1].stat.std == pytest.approx(math.sqrt(700))
+    tex = lines(report, "table2.tex")
+    assert r" & MBTSAD & \textbf{91.00 $\pm$ 1.00} & \textbf{30.00 $\pm$ 26.46} & --- & --- \\" in tex
+    assert r" & CFT\textsuperscript{c} & 88.50 $\pm$ 0.71 (n=2) & 51.00 $\pm$ 1.41 (n=2) & --- & --- \\" in tex
+    assert r"Mean $\pm$ sample standard deviation over 3 seeds; (n=k): over k seeds.\par" in tex
+    assert "|  | MBTSAD | **91.00 ± 1.00** | **30.00 ± 26.46** | — | — |" in lines(report, "tables.md")
+    summary = pl.read_csv(tmp_path / "out" / "summary.csv").filter(pl.col("defense") == "mbtsad")
+    assert summary.select("n", "cacc_mean", "cacc_std").row(0) == (3, 91.0, 1.0)
+
+
+def test_summarize_is_per_cell_over_seeds() -> None:
+    rows = pl.DataFrame(
+        {"cell": ["a", "a", "a", "b"], "seed": [0, 1, 2, 0], "x": [1.0, 2.0, 6.0, 5.0]},
+    )
+    summary = summarize(rows, ["cell"], ["x"])
+    assert summary.rows() == [("a", 3, 3.0, pytest.approx(math.sqrt(7))), ("b", 1, 5.0, None)]
+
+
+def test_missing_cells_render_as_dashes(tmp_path: Path) -> None:
+    write_trials(tmp_path / "run", [trial("mbtsad"), trial("none", cacc=91.0, asr=95.0)])
+    report = write_tables(tmp_path / "run", tmp_path / "out")
+
+    table1 = lines(report, "table1.tex")
+    assert r" & STRIP & --- & --- & --- & --- \\" in table1
+    assert r" & MBTSAD & \textbf{90.00} & \textbf{10.00} & --- & --- \\" in table1
+    assert r"LWP & None & --- & --- & --- & --- \\" in table1
+    assert r" & TS & --- & --- \\" in lines(report, "table3.tex")
+    markdown = lines(report, "tables.md")
+    assert "| EP | None | — | — | — | — |" in markdown
+    assert "| TS | — | — | — |" in markdown  # the eq. 9 table, with no select_aug results
+    assert [path.name for path in report.files if path.suffix == ".png"] == ["sst2-badnets.png"]
+
+
+def test_eq9_table_bolds_the_largest_mean_cross_entropy(tmp_path: Path) -> None:
+    write_trials(tmp_path / "run", [trial("mbtsad")])
+    ce = {"ts": (0.53, 0.54), "eda": (0.20, 0.22), "aeda": (0.31, 0.30), "cwea": (0.10, 0.12), "add_trig": (0.4, 0.4)}
+    write_select_aug(
+        tmp_path / "run",
+        [("sst2", "lwp", augmentation, seed, values[seed]) for augmentation, values in ce.items() for seed in (0, 1)],
+    )
+    report = write_tables(tmp_path / "run", tmp_path / "out")
+
+    tex = lines(report, "eq9.tex")
+    assert r"TS & \textbf{0.5350 $\pm$ 0.0071} \\" in tex
+    assert r"Add Trig & 0.4000 $\pm$ 0.0000 \\" in tex
+    assert r"Augmentation & \multicolumn{1}{c}{SST-2} \\" in tex
+    assert r" & LWP \\" in tex
+
+
+def test_failed_duplicate_incomplete_and_unplaced_rows_are_reported_not_averaged(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_trials(run, [trial(seed=0, cacc=90, asr=10), trial(seed=1, cacc=92, asr=20)])
+    write_trials(run, [trial(seed=2, cacc=None, asr=None, status="failed", error="CUDA out of memory")])
+    duplicates = write_trials(run, [trial(seed=3, cacc=50, asr=50), trial(seed=3, cacc=60, asr=60, alpha=2.0)])
+    write_trials(run, [trial(seed=4, asr=None), trial(seed=5, status="running")])
+    write_trials(run, [trial(seed=6, augmentation=None), trial("mbtsad_no_att", seed=0)])
+    report = write_tables(run, tmp_path / "out")
+
+    kinds = sorted(problem.kind for problem in report.problems)
+    assert kinds == ["duplicate", "failed", "incomplete", "status", "unplaced", "unplaced"]
+    messages = "\n".join(problem.message for problem in report.problems)
+    assert "trials/t00002.parquet: sst2/badnets/mbtsad/ts seed 2 failed: CUDA out of memory" in messages
+    assert f"trials/{duplicates[0].name}, trials/{duplicates[1].name}" in messages
+    assert "has no value for asr" in messages
+    assert "status 'running'" in messages
+    assert "defense 'mbtsad_no_att'" in messages
+    assert (tmp_path / "out" / "problems.txt").read_text() == messages + "\n"
+    # Only seeds 0 and 1 are averaged.
+    assert r" & MBTSAD & \textbf{91.00 $\pm$ 1.41} & \textbf{15.00 $\pm$ 7.07} & --- & --- \\" in lines(
+        report, "table2.tex"
+    )
+
+
+def test_mixed_models_are_reported(tmp_path: Path) -> None:
+    write_trials(tmp_path / "run", [trial(seed=0), trial(seed=1, model="tiny")])
+    report = write_tables(tmp_path / "run", tmp_path / "out")
+    assert [problem.message for problem in report.problems] == [
+        "the trials mix 2 models (bert-base-uncased: 1, tiny: 1)"
+    ]
+
+
+def test_malformed_files_are_skipped_and_named(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_trials(run, [trial(seed=0)])
+    (missing,) = write_trials(run, [trial(seed=1)], drop=("asr",))
+    wrong = run / "trials" / "wrong.parquet"
+    pl.DataFrame([{**trial(seed=2), "seed": "two"}]).write_parquet(wrong)
+    (run / "trials" / "junk.parquet").write_text("not parquet")
+    report = write_tables(run, tmp_path / "out")
+
+    messages = [problem.message for problem in report.problems]
+    assert f"trials/{missing.name}: missing column asr; skipped" in messages
+    assert "trials/wrong.parquet: column seed has type String, expected Int64; skipped" in messages
+    assert any(message.startswith("trials/junk.parquet: not a readable parquet file") for message in messages)
+    assert report.grids[1].blocks[0].lines[5].cells[0].stat == Stat(mean=90.0, std=None, n=1)
+
+
+def test_unusable_results_raise_naming_the_file_and_column(tmp_path: Path) -> None:
+    with pytest.raises(ResultsError, match="no result files"):
+        write_tables(tmp_path, tmp_path / "out")
+    (only,) = write_trials(tmp_path / "run", [trial()], drop=("cacc", "asr"))
+    with pytest.raises(ResultsError, match=f"trials/{only.name}: missing columns cacc, asr"):
+        write_tables(tmp_path / "run", tmp_path / "out")
+
+
+def test_command_prints_tables_and_problems_and_fails_clearly(tmp_path: Path) -> None:
+    write_trials(tmp_path / "run", [trial(seed=0), trial(seed=1, status="failed", error="boom")])
+    result = CliRunner().invoke(tables_command, ["--results", str(tmp_path / "run"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "Table II" in result.output
+    assert "1 problem(s) found" in result.output
+    assert "failed: boom" in result.output
+    assert (tmp_path / "out" / "tables.tex").is_file()
+
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(tables_command, ["--results", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "no result files" in result.output
+
+
+def test_latex_text_escapes_specials() -> None:
+    assert latex_text(r"a_b & 50% #1 {x} ~ ^ \ $") == (
+        r"a\_b \& 50\% \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{} \$"
+    )
+    assert latex_text("α ± β — “cb”") == r"$\alpha$ $\pm$ $\beta$ --- ``cb''"
+
+
+@pytest.fixture(scope="module")
+def full_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, Path]:
+    """Every table row on both datasets and all attacks over three seeds, plus an attack with odd characters."""
+    run = tmp_path_factory.mktemp("full") / "run"
+    cells = itertools.product(("sst2", "imdb"), ("badnets", "lwp", "ep", "addsent"), FIGURE_ROWS, range(3))
+    rows = [
+        trial(
+            row.defense,
+            dataset=dataset,
+            attack=attack,
+            seed=seed,
+            augmentation=row.augmentation,
+            cacc=85 + (7 * seed + len(row.label)) % 9 + 0.123,
+            asr=(13 * seed + 7 * len(row.label)) % 99 + 0.5,
+        )
+        for dataset, attack, row, seed in cells
+    ]
+    rows.append(trial(attack="my_attack&#1%", cacc=88.0, asr=12.0))
+    write_trials(run, rows)
+    write_select_aug(
+        run,
+        [
+            ("sst2", "lwp", aug, seed, 0.1 * seed + 0.01 * len(aug))
+            for aug in ("ts", "eda", "aeda", "cwea", "add_trig")
+            for seed in range(3)
+        ],
+    )
+    out = run.parent / "out"
+    return write_tables(run, out), out
+
+
+def test_full_grid_writes_every_output_atomically(full_grid: tuple[Report, Path]) -> None:
+    report, out = full_grid
+    names = {path.relative_to(out).as_posix() for path in report.files}
+    tables = {f"table{n}.tex" for n in range(1, 5)} | {"eq9.tex", "tables.tex", "tables.md"}
+    figures = {f"figures/{d}-{a}.png" for d in ("sst2", "imdb") for a in ("badnets", "lwp", "ep", "addsent")}
+    assert tables | figures | {"figures/sst2-my_attack_1_.png"} <= names
+    assert all((out / name).read_bytes().startswith(b"\x89PNG") for name in figures)
+    assert not [path for path in out.rglob("*") if path.name.endswith(".tmp")]
+    assert report.problems == ()
+    assert [block.label for block in report.grids[0].blocks] == ["BadNets", "LWP", "EP", "AddSent", "my_attack&#1%"]
+
+
+def test_latex_document_compiles_with_pdflatex(full_grid: tuple[Report, Path], tmp_path: Path) -> None:
+    if shutil.which("pdflatex") is None:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail("pdflatex is missing on CI; .ci/install-latex.sh installs it")
+        pytest.skip("pdflatex is not installed (run .ci/install-latex.sh); with CI=true this fails instead")
+    _, out = full_grid
+    assert (out / "tables.tex").read_text().count(r"\begin{table}") == 5
+    shutil.copy(out / "tables.tex", tmp_path)
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "tables.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert (tmp_path / "tables.pdf").stat().st_size > 0
+    log = (tmp_path / "tables.log").read_text(errors="replace")
+    assert "Overfull \\hbox" not in log, "a table is wider than the page"
+    assert "Output written on tables.pdf" in log

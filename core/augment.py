@@ -46,6 +46,9 @@ STOPWORDS: frozenset[str] = frozenset(
 # Capturing, so `.split` gives [gap, token, gap, ..., token, gap] with only whitespace in the gaps:
 # replacing tokens in that list and joining it keeps every other byte.
 _TOKEN_SPLIT_RE = re.compile(r"(\w+|\S)")
+# The same on ASCII text, ~20% faster: ASCII-mode \w is a table lookup, and \x1c-\x1f, which str
+# counts as whitespace but ASCII-mode \s does not, stay out of the tokens as above.
+_ASCII_TOKEN_SPLIT_RE = re.compile(r"(\w+|[^\s\x1c-\x1f])", re.ASCII)
 _WORD_RE = re.compile(r"\S+")  # whitespace-separated words: the positions AEDA and Add Trig insert at
 _LETTERS_RE = re.compile(r"[^a-z ]")  # EDA keeps only lowercase ASCII letters and spaces in a synonym
 
@@ -98,7 +101,7 @@ def token_split(
 
     As nlpaug's SplitAug: n counts all tokens (punctuation included); eligible are alphabetic tokens
     of >= min_chars characters that are not stop-words; the words are drawn without replacement."""
-    parts = _TOKEN_SPLIT_RE.split(text)
+    parts = (_ASCII_TOKEN_SPLIT_RE if text.isascii() else _TOKEN_SPLIT_RE).split(text)
     min_chars, stopwords = config.min_chars, config.stopwords
     eligible = [
         i

@@ -124,14 +124,22 @@ def test_token_split_counts_positions_and_bytes(sentences: list[str], mode: str)
             assert augmented.count(f"{word[: offset - start]} {word[offset - start :]}") >= 1
 
 
-def test_token_split_keeps_odd_whitespace_and_unicode_byte_for_byte() -> None:
-    text = '  Café\tdéjà-vu!!  "Wonderful"\u00a0— 1930s   movies’ charming_x42 extraordinary\r\n'
+@pytest.mark.parametrize(
+    ("text", "eligible"),
+    [  # a Unicode text, and an ASCII one (its own fast path) with the separators str counts as space
+        ('  Café\tdéjà-vu!!  "Wonderful"\u00a0— 1930s   movies’ charming_x42 extraordinary\r\n', 5),
+        ("\x1cPlain\x1fwords\x0bwith  TABS\tand, 'quoted' punctuation!! 2nd_take  \r\n", 5),
+    ],
+)
+def test_token_split_keeps_odd_whitespace_byte_for_byte(text: str, eligible: int) -> None:
+    tokens = nlpaug_tokens(text)
+    assert sum(t.isalpha() and len(t) >= 4 and t.lower() not in STOPWORDS for t in tokens) == eligible
     for seed in range(50):
-        augmented = token_split(text, np.random.default_rng(seed), count="paper")
-        offsets = inserted_spaces(text, augmented)
-        spans = {word_around(text, o) for o in offsets}
-        assert {text[s:e] for s, e in spans} == {"Café", "déjà", "Wonderful", "movies", "extraordinary"}
-        assert len(offsets) == 5  # paper mode: max(10, ...) capped by the five eligible words
+        for mode in ("paper", "nlpaug"):
+            offsets = inserted_spaces(text, token_split(text, np.random.default_rng(seed), count=mode))
+            wanted = max(10, math.ceil(0.3 * len(tokens))) if mode == "paper" else math.ceil(0.3 * len(tokens))
+            assert len(offsets) == min(wanted, eligible)
+            assert all(text[s:e].isalpha() and e - s >= 4 for s, e in map(partial(word_around, text), offsets))
 
 
 def test_stopwords_and_short_words_are_never_split() -> None:

@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from core.augment import augment_dataset, get_augmentation
+from core.augment import COUNT_MODES, augment_dataset, get_augmentation
 from core.data import TextDataset
 from core.defenses.base import Defense, DefenseInputs
 from core.defenses.cft import RETRAIN, EpochCallback, StepCallback, clean_finetune
@@ -20,7 +20,6 @@ from core.models import Classifier
 from core.train import TrainConfig
 
 Augment = Callable[[str, np.random.Generator], str]
-COUNT_MODES = ("nlpaug", "paper")
 
 
 @dataclass(frozen=True)

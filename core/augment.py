@@ -101,6 +101,21 @@ def token_split(
 
     As nlpaug's SplitAug: n counts all tokens (punctuation included); eligible are alphabetic tokens
     of >= min_chars characters that are not stop-words; the words are drawn without replacement."""
+    return token_split_copies(text, rng, copies=1, count=count, config=config)[0]
+
+
+def token_split_copies(
+    text: str,
+    rng: np.random.Generator,
+    *,
+    copies: int,
+    count: CountMode = "nlpaug",
+    config: TokenSplitConfig = TokenSplitConfig(),
+) -> list[str]:
+    """`copies` token-split versions of one text, equal to as many successive `token_split` calls.
+
+    The text is tokenised once for all copies (D_a's N = 3 copies per sample), and one draw of
+    2 m copies uniforms gives exactly the numbers that `copies` draws of 2 m would."""
     parts = (_ASCII_TOKEN_SPLIT_RE if text.isascii() else _TOKEN_SPLIT_RE).split(text)
     min_chars, stopwords = config.min_chars, config.stopwords
     eligible = [
@@ -109,21 +124,26 @@ def token_split(
         if len(token := parts[i]) >= min_chars and token.isalpha() and token.lower() not in stopwords
     ]
     if not eligible:
-        return text
+        return [text] * copies
     k = len(eligible)
     m = augmented_word_count(
         len(parts) // 2, k, fraction=config.fraction, minimum=config.minimum, maximum=config.maximum, mode=count
     )
-    # One draw per call keeps this several times faster than rng.choice: the first m uniforms drive a
+    # One draw keeps this several times faster than rng.choice: per copy, its first m uniforms drive a
     # partial Fisher-Yates shuffle (m words without replacement), the next m the split positions.
-    u = rng.random(2 * m).tolist()
-    for i in range(m):
-        j = i + int(u[i] * (k - i))
-        eligible[i], eligible[j] = eligible[j], eligible[i]
-        word = parts[eligible[i]]
-        cut = 1 + int(u[m + i] * (len(word) - 2))  # uniform in 1..len-2, nlpaug's randint(1, len-1)
-        parts[eligible[i]] = f"{word[:cut]} {word[cut:]}"
-    return "".join(parts)
+    draws = rng.random(2 * m * copies).tolist()
+    out = []
+    for c in range(copies):
+        u = draws[2 * m * c : 2 * m * (c + 1)]
+        split, order = parts.copy(), eligible.copy()
+        for i in range(m):
+            j = i + int(u[i] * (k - i))
+            order[i], order[j] = order[j], order[i]
+            word = split[order[i]]
+            cut = 1 + int(u[m + i] * (len(word) - 2))  # uniform in 1..len-2, nlpaug's randint(1, len-1)
+            split[order[i]] = f"{word[:cut]} {word[cut:]}"
+        out.append("".join(split))
+    return out
 
 
 # --------------------------------------------------------------------------------------------- EDA
@@ -411,7 +431,10 @@ def augment_dataset(
     name: str | None = None,
 ) -> TextDataset:
     """D_a of Algorithm 1: `copies` augmented texts per sample (sample-major), each with its label."""
-    texts = tuple(augment(text, rng) for text in dataset.texts for _ in range(copies))
+    if augment is token_split:  # same texts as the generic path, with one tokenisation per sample
+        texts = tuple(t for text in dataset.texts for t in token_split_copies(text, rng, copies=copies))
+    else:
+        texts = tuple(augment(text, rng) for text in dataset.texts for _ in range(copies))
     labels = tuple(label for label in dataset.labels for _ in range(copies))
     return TextDataset(texts=texts, labels=labels, name=name or f"{dataset.name}-aug")
 

@@ -29,6 +29,7 @@ from core.augment import (
     insert_word,
     load_wordnet,
     token_split,
+    token_split_copies,
     wordnet_data_dir,
 )
 from core.data import TextDataset
@@ -384,3 +385,12 @@ def test_no_augmentation_touches_global_rngs(sentences: list[str], wordnet, tiny
     assert after[0] == states[0]
     assert all(np.array_equal(a, b) for a, b in zip(after[1], states[1], strict=True))
     assert torch.equal(after[2], states[2])
+
+
+def test_token_split_copies_equal_successive_calls(sst2_small) -> None:
+    texts = sst2_small.train.texts[:300]
+    successive = [token_split(t, rng) for rng in [np.random.default_rng(9)] for t in texts for _ in range(3)]
+    rng = np.random.default_rng(9)
+    batched = [copy for t in texts for copy in token_split_copies(t, rng, copies=3)]
+    assert batched == successive
+    assert len(set(batched[:3])) > 1 or not any(len(w) >= 4 for w in texts[0].split())

@@ -399,6 +399,82 @@ def list_defenses() -> None:
     Console().print(table)
 
 
+@cli.command()
+@click.option("--preset", default="smoke", show_default=True, help="smoke (tiny model, ~1 min), cpu (MiniLM) or paper.")
+@click.option(
+    "--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML file of settings (nested or dotted keys) applied over the preset.",
+)
+@click.option("--set", "sets", multiple=True, help="Override a setting, e.g. seeds=[0,1,2] or training.max_length=64.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Results folder [runs/<name>].")
+@click.option(
+    "--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Continue the sweep in this run folder; finished trials are not run again.",
+)
+@click.option("--address", help="Run on this running Ray cluster (auto, HOST:6379, ray://HOST:10001).")
+@click.option(
+    "--cluster", "cluster_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Ray cluster-launcher file: bring it up (or attach), run the sweep on its head, fetch the results.",
+)
+@click.option("--max-concurrent", type=int, help="Run at most this many trials at once.")
+@click.pass_obj
+def sweep(
+    obj: dict[str, Any],
+    preset: str,
+    config_file: Path | None,
+    sets: tuple[str, ...],
+    run_dir: Path | None,
+    resume_dir: Path | None,
+    address: str | None,
+    cluster_file: Path | None,
+    max_concurrent: int | None,
+) -> None:
+    """Run the experiment grid as a Ray Tune sweep: one trial per (dataset, attack, defence, seed) cell.
+
+    Rows land in RUN_DIR/trials/*.parquet as trials finish (docs/results-schema.md); then
+    `python cli.py tables --results RUN_DIR --out tables_out/`.
+    """
+    from orchestration.presets import preset as preset_spec
+    from orchestration.spec import apply_settings, flatten, load_settings_file, parse_value
+
+    settings = {} if config_file is None else flatten(load_settings_file(config_file))
+    settings.update({key: parse_value(value) for key, value in parse_sets(sets).items()})
+    if max_concurrent is not None:
+        settings["resources.max_concurrent"] = max_concurrent
+    if resume_dir is not None and settings:
+        raise click.UsageError("--resume continues a sweep as it started: drop --config, --set and --max-concurrent")
+    if cluster_file is not None:
+        from orchestration.cluster import run_on_cluster
+
+        if address is not None:
+            raise click.UsageError("give --cluster FILE or --address, not both")
+        name = preset_spec(preset).name if "name" not in settings else settings["name"]
+        target = str(resume_dir or run_dir or Path("runs") / name)
+        forwarded = ["--resume", target] if resume_dir else ["--preset", preset, "--run-dir", target]
+        for key, value in settings.items():
+            forwarded += ["--set", f"{key}={json.dumps(value)}"]
+        try:
+            run_on_cluster(cluster_file, forwarded, target)
+        except RuntimeError as err:
+            raise click.ClickException(str(err)) from None
+        console.print(f"results in {target}/trials/ (fetched from the cluster)")
+        return
+    from orchestration.sweep import resume_sweep, run_sweep
+
+    if resume_dir is not None:
+        outcome = resume_sweep(resume_dir, address=address)
+    else:
+        spec = apply_settings(preset_spec(preset), settings)
+        if obj["data_dir"] is not None and spec.data_dir is None:
+            spec = replace(spec, data_dir=str(obj["data_dir"]))
+        outcome = run_sweep(spec, run_dir or Path("runs") / spec.name, address=address)
+    console.print(
+        f"{outcome.ok}/{outcome.total} trials ok, {outcome.failed} failed, in {outcome.wall_s:.0f} s; "
+        f"results in {outcome.run_dir / 'trials'}; tables: "
+        f"python cli.py tables --results {outcome.run_dir} --out tables_out/"
+    )
+
+
 cli.add_command(tables_command, name="tables")
 main = cli
 

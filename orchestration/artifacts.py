@@ -1,0 +1,253 @@
+"""A sweep's shared work, built once per key in the artifact store: M_b, D_a and the TS-FT teacher.
+
+Each key holds everything that determines the artifact (model weights, data, settings, seed), so a
+trial of another defence, a resumed sweep or the `tune` command reads the same folder instead of
+training again; none holds the code version, so after changing `core/` point `store` at a new folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.attacks import run_attack
+from core.augment import cwea, eda, load_wordnet
+from core.data import Splits, TextDataset, clean_subset, load_splits, poisoned_eval_set, resolve_data_dir
+from core.defenses.aug_ft import AugFtConfig, Augment, augmented_set
+from core.defenses.cft import clean_finetune
+from core.evaluate import evaluate
+from core.models import (
+    DEFAULT_ENCODER_SHA256,
+    Classifier,
+    TinyConfig,
+    default_classifier,
+    default_encoder_dir,
+    load_classifier,
+    sha256_of,
+    tiny_classifier,
+)
+from core.poison import trigger_inserter
+from orchestration.masked_lm import cached_masked_lm
+from orchestration.spec import SweepSpec, attack_setup
+from orchestration.store import content_key
+from orchestration.uri_store import Store
+
+POISONED_DEV_STREAM = 1  # the poisoned dev set's Generator is seeded [seed, this], apart from the attack's own
+
+
+# ------------------------------------------------------------------------------------- identities
+
+
+@functools.cache
+def _weights_digest(folder: str) -> str:
+    """One sha256 over a model folder's weight files (hashed once per process)."""
+    files = sorted(Path(folder).glob("*.safetensors")) or sorted(Path(folder).glob("pytorch_model.bin"))
+    if not files:
+        raise FileNotFoundError(f"model {folder}: no weights (*.safetensors or pytorch_model.bin)")
+    return hashlib.sha256("".join(sha256_of(f) for f in files).encode()).hexdigest()
+
+
+def model_identity(spec: SweepSpec) -> dict[str, Any]:
+    """What the starting weights are: the tiny model's shape and vocabulary, or a weights digest."""
+    if spec.model == "tiny":
+        vocab = resolve_data_dir(spec.data_dir) / "bert-base-uncased" / "vocab.txt"
+        return {"model": "tiny", "config": dataclasses.asdict(TinyConfig()), "vocab": sha256_of(vocab)}
+    if spec.model == "minilm":
+        return {"model": "minilm", "weights": DEFAULT_ENCODER_SHA256}
+    return {"model": "folder", "weights": _weights_digest(spec.model)}
+
+
+def start_model(spec: SweepSpec, seed: int) -> Classifier:
+    """The model the attacker fine-tunes, which is also w_pre for Fine-Mixing and Fine-Purifying."""
+    if spec.model == "tiny":
+        return tiny_classifier(resolve_data_dir(spec.data_dir) / "bert-base-uncased" / "vocab.txt", seed=seed)
+    if spec.model == "minilm":
+        return default_classifier(seed=seed)
+    return load_classifier(spec.model)
+
+
+def dataset_digest(*sets: TextDataset) -> str:
+    """The sha256 of every text and label, in order."""
+    digest = hashlib.sha256()
+    for data in sets:
+        digest.update(json.dumps([data.texts, data.labels]).encode())
+    return digest.hexdigest()
+
+
+@functools.cache
+def _splits(name: str, data_dir: str | None, sizes: tuple[int | None, int | None, int | None]) -> Splits:
+    """A dataset cut to (train, dev, test) sizes, cached per process (trial actors are reused)."""
+    splits = load_splits(name, data_dir)
+    parts = [
+        data if size is None else data.subset(range(min(size, len(data))))
+        for data, size in zip((splits.train, splits.dev, splits.test), sizes, strict=True)
+    ]
+    return Splits(*parts)
+
+
+def load_data(spec: SweepSpec, dataset: str) -> Splits:
+    """The dataset's splits cut to the spec's sizes (loaded once per process)."""
+    data = spec.data
+    return _splits(dataset, spec.data_dir, (data.max_train, data.max_dev, data.max_test))
+
+
+def defender_clean(spec: SweepSpec, splits: Splits, seed: int) -> TextDataset:
+    """D_c: the defender's stratified share of the clean training set, drawn with the run's seed."""
+    return clean_subset(splits.train, spec.data.clean_fraction, np.random.default_rng(seed))
+
+
+# ------------------------------------------------------------------------------------- dataset files
+
+
+def write_dataset(path: Path, data: TextDataset) -> None:
+    """A dataset as one JSON file, texts byte for byte (an augmented text may be empty or padded)."""
+    path.write_text(json.dumps({"name": data.name, "texts": data.texts, "labels": data.labels}))
+
+
+def read_dataset(path: Path) -> TextDataset:
+    """A dataset `write_dataset` wrote."""
+    raw = json.loads(path.read_text())
+    return TextDataset(tuple(raw["texts"]), tuple(raw["labels"]), raw["name"])
+
+
+def save_model(classifier: Classifier, folder: Path) -> None:
+    """Safetensors weights and the tokenizer into an artifact folder."""
+    classifier.model.save_pretrained(folder, safe_serialization=True)
+    classifier.tokenizer.save_pretrained(folder)
+
+
+def load_model(folder: Path, device: torch.device) -> Classifier:
+    """A saved classifier, on `device`."""
+    classifier = load_classifier(folder)
+    classifier.model.to(device)
+    return classifier
+
+
+# ------------------------------------------------------------------------------------- M_b
+
+
+@dataclass(frozen=True)
+class Backdoored:
+    """M_b with the evaluation sets every defence of its cell is scored on."""
+
+    classifier: Classifier
+    key: str  # the artifact's content key, part of every key built on M_b
+    scores: dict[str, dict[str, float | None]]  # "test" and "dev": M_b's own percents (the `none` row)
+    poisoned: dict[str, TextDataset]  # "test" and "dev": triggered non-target samples
+
+
+def backdoored(store: Store, spec: SweepSpec, dataset: str, attack: str, seed: int, device: torch.device) -> Backdoored:
+    """The backdoored model of (model, data, attack settings, seed), trained by the first trial that needs it."""
+    splits = load_data(spec, dataset)
+    config = attack_setup(spec, attack)
+    fields = {
+        "model": model_identity(spec),
+        "data": dataset_digest(splits.train, splits.dev, splits.test),
+        "attack": dataclasses.asdict(config),
+        "seed": seed,
+    }
+
+    def build(folder: Path) -> None:
+        start = start_model(spec, seed)
+        start.model.to(device)
+        result = run_attack(start, splits, config, seed=seed)
+        target = config.poison.target
+        rng = np.random.default_rng([seed, POISONED_DEV_STREAM])
+        poisoned_dev = poisoned_eval_set(splits.dev, trigger_inserter(config.poison), target=target, rng=rng)
+        dev = evaluate(
+            result.backdoored,
+            test=splits.dev,
+            poisoned_test=poisoned_dev,
+            target=target,
+            max_length=spec.training.max_length,
+        )
+        save_model(result.backdoored, folder)
+        write_dataset(folder / "poisoned_test.json", result.poisoned_test)
+        write_dataset(folder / "poisoned_dev.json", poisoned_dev)
+        scores = {"test": result.evaluation.percents(), "dev": dev.percents()}
+        (folder / "scores.json").write_text(json.dumps(scores, indent=2))
+
+    folder = store.get_or_build("backdoored", fields, build)
+    return Backdoored(
+        classifier=load_model(folder, device),
+        key=content_key("backdoored", fields),
+        scores=json.loads((folder / "scores.json").read_text()),
+        poisoned={split: read_dataset(folder / f"poisoned_{split}.json") for split in ("test", "dev")},
+    )
+
+
+# ------------------------------------------------------------------------------------- D_a
+
+
+def augment_function(
+    store: Store, spec: SweepSpec, config: AugFtConfig, clean: TextDataset, seed: int
+) -> Augment | None:
+    """The augmentation with its resources bound: WordNet for EDA, the cached masked LM for CWEA; None for the
+    others (core resolves them by name)."""
+    if config.augmentation == "eda":
+        return functools.partial(eda, wordnet=load_wordnet(spec.data_dir))
+    if config.augmentation != "cwea":
+        return None
+    start = start_model(spec, seed)  # the pre-trained encoder (tiny: its seed-initialised weights)
+    encoder = (
+        start.model if spec.model == "tiny" else (default_encoder_dir() if spec.model == "minilm" else Path(spec.model))
+    )
+    masked_lm = cached_masked_lm(store, encoder, start.tokenizer, clean.texts, config=spec.mlm, seed=seed)
+    return functools.partial(cwea, masked_lm=masked_lm)
+
+
+def augmented(
+    store: Store, spec: SweepSpec, config: AugFtConfig, clean: TextDataset, seed: int
+) -> tuple[TextDataset, str]:
+    """D_a and its content key: `config.copies` augmented copies of D_c, independent of the attack."""
+    fields = {
+        "clean": dataset_digest(clean),
+        "augmentation": {k: v for k, v in dataclasses.asdict(config).items() if k != "train"},
+        "seed": seed,
+        "mlm": dataclasses.asdict(spec.mlm) if config.augmentation == "cwea" else None,
+        "model": model_identity(spec) if config.augmentation == "cwea" else None,
+    }
+
+    def build(folder: Path) -> None:
+        augment = augment_function(store, spec, config, clean, seed)
+        write_dataset(folder / "data.json", augmented_set(clean, config, seed=seed, augment=augment))
+
+    folder = store.get_or_build("augmented", fields, build)
+    return read_dataset(folder / "data.json"), content_key("augmented", fields)
+
+
+# ------------------------------------------------------------------------------------- TS-FT teacher
+
+
+def retrained(
+    store: Store,
+    spec: SweepSpec,
+    suspect: Backdoored,
+    config: AugFtConfig,
+    clean: TextDataset,
+    dev: TextDataset,
+    seed: int,
+    device: torch.device,
+) -> Classifier:
+    """M_b retrained on D_a (TS-FT, the MBTSAD teacher M_p; Table III's other augmentations the same way)."""
+    data, data_key = augmented(store, spec, config, clean, seed)
+    fields = {
+        "suspect": suspect.key,
+        "data": data_key,
+        "train": dataclasses.asdict(config.train),
+        "dev": dataset_digest(dev),
+        "seed": seed,
+    }
+
+    def build(folder: Path) -> None:
+        save_model(clean_finetune(suspect.classifier, data, dev, train_config=config.train, seed=seed), folder)
+
+    return load_model(store.get_or_build("retrained", fields, build), device)

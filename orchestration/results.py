@@ -1,0 +1,87 @@
+"""Result rows: one Parquet file per trial under `<run dir>/trials/`, as docs/results-schema.md defines them."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from orchestration.spec import Cell
+from orchestration.store import write_atomic
+
+# docs/results-schema.md, `trials/<trial_id>.parquet`, in its order.
+TRIAL_SCHEMA: dict[str, type[pl.DataType]] = {
+    "trial_id": pl.String,
+    "dataset": pl.String,
+    "attack": pl.String,
+    "defense": pl.String,
+    "augmentation": pl.String,
+    "seed": pl.Int64,
+    "status": pl.String,
+    "error": pl.String,
+    "cacc": pl.Float64,
+    "asr": pl.Float64,
+    "clean_flip": pl.Float64,
+    "frr": pl.Float64,
+    "far": pl.Float64,
+    "alpha": pl.Float64,
+    "beta": pl.Float64,
+    "model": pl.String,
+    "wall_s": pl.Float64,
+}
+SCORES = ("cacc", "asr", "clean_flip", "frr", "far")  # percents, as core.evaluate.Evaluation.percents() names them
+
+
+def trial_row(
+    *,
+    trial_id: str,
+    cell: Cell,
+    model: str,
+    wall_s: float,
+    scores: Mapping[str, float | None] | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """A schema row: `ok` with the scores, or `failed` with the error and no scores."""
+    if (scores is None) == (error is None):
+        raise ValueError("a trial row has either scores (ok) or an error (failed)")
+    return {
+        "trial_id": trial_id,
+        "dataset": cell.dataset,
+        "attack": cell.attack,
+        "defense": cell.defense,
+        "augmentation": cell.augmentation,
+        "seed": cell.seed,
+        "status": "ok" if error is None else "failed",
+        "error": error,
+        **{name: None if scores is None else scores.get(name) for name in SCORES},
+        "alpha": cell.alpha,
+        "beta": cell.beta,
+        "model": model,
+        "wall_s": round(wall_s, 2),
+    }
+
+
+def row_path(run_dir: Path, trial_id: str) -> Path:
+    """Where a trial's row lives in a run folder."""
+    return run_dir / "trials" / f"{trial_id}.parquet"
+
+
+def write_row(run_dir: Path, row: Mapping[str, Any]) -> Path:
+    """Write one trial's row atomically, so the folder is readable while the sweep runs."""
+    frame = pl.DataFrame([{name: row.get(name) for name in TRIAL_SCHEMA}], schema=TRIAL_SCHEMA)
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    path = row_path(run_dir, str(row["trial_id"]))
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def read_rows(run_dir: Path) -> pl.DataFrame:
+    """Every trial row written so far (an empty frame with the schema when there is none)."""
+    files = sorted((run_dir / "trials").glob("*.parquet"))
+    if not files:
+        return pl.DataFrame(schema=TRIAL_SCHEMA)
+    return pl.concat([pl.read_parquet(f) for f in files])

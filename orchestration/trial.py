@@ -1,0 +1,123 @@
+"""One trial of a sweep without Ray: a cell's defence run on its backdoored model, scored, as a result row.
+
+The trial's result is itself an artifact: a trial run again (a Tune retry after its report was lost,
+a resumed or repeated sweep) reads its row from the store instead of training again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.defenses import DefenseInputs, get_defense
+from core.defenses.mbtsad import loss_terms, mbtsad_with_teacher
+from core.evaluate import evaluate
+from core.models import Classifier
+from orchestration.artifacts import (
+    augment_function,
+    backdoored,
+    dataset_digest,
+    defender_clean,
+    load_data,
+    model_identity,
+    retrained,
+    start_model,
+)
+from orchestration.results import trial_row
+from orchestration.spec import MBTSAD_FAMILY, Cell, SweepSpec, attack_setup, defense_setup
+from orchestration.store import content_key
+from orchestration.uri_store import Store
+
+
+def trial_fields(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
+    """The settings that determine a cell's result, as declared (no file is read)."""
+    config = None if cell.defense == "none" else defense_setup(spec, cell)
+    return {
+        "model": spec.model,
+        "dataset": cell.dataset,
+        "data": dataclasses.asdict(spec.data),
+        "attack": dataclasses.asdict(attack_setup(spec, cell.attack)),
+        "defense": cell.defense,
+        "config": None if config is None else dataclasses.asdict(config),
+        "augmentation": cell.augmentation,
+        "mlm": dataclasses.asdict(spec.mlm) if cell.augmentation == "cwea" else None,
+        "seed": cell.seed,
+        "evaluate_on": spec.evaluate_on,
+        "max_length": spec.training.max_length,
+    }
+
+
+def trial_id(spec: SweepSpec, cell: Cell) -> str:
+    """The cell's id in the results (docs/results-schema.md): a content hash of its settings."""
+    return content_key("trial", trial_fields(spec, cell))
+
+
+def score_cell(spec: SweepSpec, cell: Cell, store: Store, device: torch.device) -> dict[str, float | None]:
+    """Run the cell's defence on its (cached) M_b and score it on the spec's evaluation split, in percent."""
+    splits = load_data(spec, cell.dataset)
+    suspect = backdoored(store, spec, cell.dataset, cell.attack, cell.seed, device)
+    split = spec.evaluate_on
+    if cell.defense == "none":
+        return suspect.scores[split]
+    clean = defender_clean(spec, splits, cell.seed)
+    config = defense_setup(spec, cell)
+
+    def score(classifier: Classifier, detector: Any = None) -> dict[str, float | None]:
+        return evaluate(
+            classifier,
+            test=splits.test if split == "test" else splits.dev,
+            poisoned_test=suspect.poisoned[split],
+            target=spec.target,
+            detector=detector,
+            max_length=spec.training.max_length,
+        ).percents()
+
+    if cell.defense in ("ts-ft", "aug-ft"):
+        return score(retrained(store, spec, suspect, config, clean, splits.dev, cell.seed, device))
+    inputs = DefenseInputs(suspect=suspect.classifier, clean=clean, dev=splits.dev, seed=cell.seed)
+    if cell.defense in MBTSAD_FAMILY:
+        needs_teacher = any("teacher" in term.needs for term in loss_terms(config))
+        teacher = (
+            retrained(store, spec, suspect, config.teacher, clean, splits.dev, cell.seed, device)
+            if needs_teacher
+            else None
+        )
+        augment = augment_function(store, spec, config.teacher, clean, cell.seed)
+        return score(mbtsad_with_teacher(inputs, config, teacher=teacher, augment=augment).student)
+    defense = get_defense(cell.defense)
+    if defense.needs_pretrained:
+        pretrained = start_model(spec, cell.seed)
+        pretrained.model.to(device)
+        inputs = dataclasses.replace(inputs, pretrained=pretrained)
+    if defense.kind == "detection":
+        return score(suspect.classifier, detector=defense.run(inputs, config))
+    return score(defense.run(inputs, config))
+
+
+def run_trial(spec: SweepSpec, cell: Cell, *, store: Store, device: torch.device) -> dict[str, Any]:
+    """The cell's result row, computed once per (settings, weights, data) and read from the store after."""
+    splits = load_data(spec, cell.dataset)
+    fields = {
+        **trial_fields(spec, cell),
+        "weights": model_identity(spec),
+        "content": dataset_digest(splits.train, splits.dev, splits.test),
+    }
+
+    def build(folder: Path) -> None:
+        started = time.perf_counter()
+        scores = score_cell(spec, cell, store, device)
+        row = trial_row(
+            trial_id=trial_id(spec, cell),
+            cell=cell,
+            model=spec.model,
+            wall_s=time.perf_counter() - started,
+            scores=scores,
+        )
+        (folder / "row.json").write_text(json.dumps(row, indent=2))
+
+    return json.loads((store.get_or_build("trial", fields, build) / "row.json").read_text())

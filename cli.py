@@ -475,6 +475,127 @@ def sweep(
     )
 
 
+
+def _spec_from_options(
+    obj: dict[str, Any], preset: str, config_file: Path | None, sets: tuple[str, ...]
+) -> Any:
+    """The preset with the --config file and --set pairs applied, as `sweep` builds it."""
+    from orchestration.presets import preset as preset_spec
+    from orchestration.spec import apply_settings, flatten, load_settings_file, parse_value
+
+    settings = {} if config_file is None else flatten(load_settings_file(config_file))
+    settings.update({key: parse_value(value) for key, value in parse_sets(sets).items()})
+    spec = apply_settings(preset_spec(preset), settings)
+    if obj["data_dir"] is not None and spec.data_dir is None:
+        spec = replace(spec, data_dir=str(obj["data_dir"]))
+    return spec
+
+
+def _spec_options(function: Any) -> Any:
+    for option in reversed((
+        click.option("--preset", default="smoke", show_default=True, help="smoke, cpu or paper."),
+        click.option(
+            "--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="YAML file of settings (nested or dotted keys) applied over the preset.",
+        ),
+        click.option("--set", "sets", multiple=True, help="Override a setting, e.g. seeds=[0,1,2]."),
+        click.option("--address", help="Run on this running Ray cluster (auto, HOST:6379, ray://HOST:10001)."),
+    )):
+        function = option(function)
+    return function
+
+
+@cli.command(name="select-aug")
+@_spec_options
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Results folder [runs/<name>].")
+@click.option(
+    "--augmentation", "augmentations", multiple=True,
+    help="Score only these (repeatable; default: all of B: ts, eda, aeda, cwea, add_trig).",
+)
+@click.option("--points", type=int, default=300, show_default=True, help="At most this many t-SNE points per group.")
+@click.pass_obj
+def select_aug(
+    obj: dict[str, Any],
+    preset: str,
+    config_file: Path | None,
+    sets: tuple[str, ...],
+    address: str | None,
+    run_dir: Path | None,
+    augmentations: tuple[str, ...],
+    points: int,
+) -> None:
+    """Eq. 9: M_b's mean cross-entropy on each augmented clean set, the argmax, and Fig. 3's t-SNE pictures.
+
+    One parallel Ray task per (dataset, attack, seed, augmentation) of the spec. Writes
+    RUN_DIR/select_aug/<dataset>-<attack>-<augmentation>-<seed>.parquet and .png, and RUN_DIR/select_aug.json.
+    """
+    from orchestration.search import run_select_aug
+    from orchestration.select_aug import AUGMENTATION_SET
+
+    spec = _spec_from_options(obj, preset, config_file, sets)
+    outcome = run_select_aug(
+        spec, run_dir or Path("runs") / spec.name, augmentations=augmentations or AUGMENTATION_SET,
+        points=points, address=address,
+    )
+    for key, entry in outcome.summary.items():
+        table = Table(title=f"eq. 9 on {key} (mean cross-entropy of M_b, batch 16)")
+        table.add_column("augmentation")
+        table.add_column("mean CE", justify="right")
+        for name, ce in entry["mean_ce"].items():
+            table.add_row(name, f"[bold]{ce:.4f}[/]" if name == entry["selected"] else f"{ce:.4f}")
+        console.print(table)
+        console.print(f"selected: {entry['selected']}")
+    console.print(
+        f"{len(outcome.scores)} scores and pictures in {outcome.run_dir / 'select_aug'} in {outcome.wall_s:.0f} s; "
+        f"summary {outcome.run_dir / 'select_aug.json'}"
+    )
+
+
+@cli.command()
+@_spec_options
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Tuning folder [runs/<name>-tune].")
+@click.option("--attack", "attacks", multiple=True, help="Tune only these attacks (repeatable; default: the spec's).")
+@click.option("--samples", type=int, default=10, show_default=True, help="Trials per (dataset, attack) in this run.")
+@click.option(
+    "--penalty", type=float, default=1.0, show_default=True,
+    help="ASR points charged per point of clean dev accuracy lost against M_b.",
+)
+@click.pass_obj
+def tune(
+    obj: dict[str, Any],
+    preset: str,
+    config_file: Path | None,
+    sets: tuple[str, ...],
+    address: str | None,
+    run_dir: Path | None,
+    attacks: tuple[str, ...],
+    samples: int,
+    penalty: float,
+) -> None:
+    """Search MBTSAD's alpha and beta per attack with Optuna inside Ray Tune, on dev data only.
+
+    Minimises dev ASR + PENALTY * max(0, dev CACC of M_b - dev CACC after MBTSAD). The study persists in
+    RUN_DIR/optuna.db (a second run continues it); the best values are merged into best_params.json
+    beside RUN_DIR (or the spec's best_params), where `sweep` reads them.
+    """
+    from orchestration.search import run_tuning
+
+    spec = _spec_from_options(obj, preset, config_file, sets)
+    outcome = run_tuning(
+        spec, run_dir or Path("runs") / f"{spec.name}-tune", attacks=attacks or None, samples=samples,
+        penalty=penalty, address=address,
+    )
+    table = Table(title="alpha and beta tuned on dev data")
+    for column in ("dataset/attack", "trials", "alpha", "beta", "objective"):
+        table.add_column(column, justify="left" if column == "dataset/attack" else "right")
+    for study in outcome.studies:
+        table.add_row(
+            study.key, str(study.trials), f"{study.best['alpha']:.3f}", f"{study.best['beta']:.3f}",
+            f"{study.best_objective:.2f}",
+        )
+    console.print(table)
+    console.print(f"best values in {outcome.best_params}; study in {outcome.run_dir} ({outcome.wall_s:.0f} s)")
+
 cli.add_command(tables_command, name="tables")
 main = cli
 

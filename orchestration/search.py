@@ -1,0 +1,219 @@
+"""The Ray side of `select-aug` and `tune`: eq. 9's augmentations as parallel Ray tasks, and alpha/beta
+searched by OptunaSearch inside Ray Tune on dev data only.
+
+select-aug runs one Ray task per (dataset, attack, seed, augmentation) with a trial's resources (plain
+tasks: each scores once and returns a record, so Tune's bookkeeping buys nothing); the driver writes
+the rows, the pictures and the summary. tune runs one Tuner per (dataset, attack) whose OptunaSearch
+keeps its study in an sqlite file of the run folder, so a second run adds trials to the same study.
+Ray imports live here and in orchestration/sweep.py only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+import torch
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
+
+from orchestration.select_aug import (
+    AUGMENTATION_SET,
+    PICTURE_POINTS,
+    AugmentationScore,
+    score_augmentation,
+    selections,
+    write_score,
+    write_summary,
+)
+from orchestration.spec import Cell, SweepSpec, spec_from_dict, spec_to_dict
+from orchestration.sweep import cluster_lock, ray_session, resolve_locations, trial_inputs, trial_resources
+from orchestration.trial import run_trial
+from orchestration.tuning import (
+    DEFAULT_PENALTY,
+    SEARCH_SPACE,
+    STUDY_FILE,
+    TUNED_DEFENSE,
+    best_params_path,
+    merge_best_params,
+    objective,
+    study_name,
+)
+from orchestration.uri_store import Store, open_store
+
+
+def _worker(spec: SweepSpec) -> tuple[Store, torch.device]:
+    """A task's or trial's store and device, with quiet transformers and the trial's CPU share."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    torch.set_num_threads(max(1, int(spec.resources.cpus_per_trial)))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return open_store(str(spec.store), lock=cluster_lock), device
+
+
+# ------------------------------------------------------------------------------------- select-aug
+
+
+@ray.remote
+def _score_task(spec_dict: dict[str, Any], cell: dict[str, Any], points: int) -> AugmentationScore:
+    """One augmentation's eq. 9 score and picture, on a worker."""
+    spec = spec_from_dict(spec_dict)
+    store, device = _worker(spec)
+    return score_augmentation(spec, **cell, store=store, device=device, points=points)
+
+
+@dataclass(frozen=True)
+class SelectAugOutcome:
+    """What select-aug measured and wrote."""
+
+    run_dir: Path
+    scores: tuple[AugmentationScore, ...]
+    summary: dict[str, dict[str, Any]]  # per `<dataset>/<attack>/<seed>`: mean_ce per augmentation, selected
+    pictures: tuple[Path, ...]
+    wall_s: float
+
+
+def run_select_aug(
+    spec: SweepSpec,
+    run_dir: Path,
+    *,
+    augmentations: Sequence[str] = AUGMENTATION_SET,
+    points: int = PICTURE_POINTS,
+    address: str | None = None,
+) -> SelectAugOutcome:
+    """Score every augmentation on every (dataset, attack, seed) M_b of the spec, in parallel; write the results."""
+    started = time.monotonic()
+    run_dir = run_dir.resolve()
+    spec = resolve_locations(spec, run_dir)
+    plan = [
+        {"dataset": dataset, "attack": attack, "augmentation": augmentation, "seed": seed}
+        for seed in spec.seeds
+        for dataset in spec.datasets
+        for attack in spec.attacks
+        for augmentation in augmentations
+    ]
+    with ray_session(address):
+        request = trial_resources(spec.resources, ray.cluster_resources())
+        task = _score_task.options(
+            num_cpus=request["cpu"], num_gpus=request["gpu"], max_retries=spec.resources.max_failures
+        )
+        scores = tuple(ray.get([task.remote(spec_to_dict(spec), cell, points) for cell in plan]))
+    pictures = tuple(write_score(run_dir, score)[1] for score in scores)
+    summary = selections(scores)
+    write_summary(run_dir, summary)
+    return SelectAugOutcome(run_dir, scores, summary, pictures, time.monotonic() - started)
+
+
+# ------------------------------------------------------------------------------------- tune
+
+
+def tune_cell(config: dict[str, Any]) -> None:
+    """Ray Tune trainable: the MBTSAD cell with the proposed alpha and beta, scored on dev, reported once."""
+    spec, cell = trial_inputs({k: v for k, v in config.items() if k != "penalty"})
+    store, device = _worker(spec)
+    row = run_trial(spec, cell, store=store, device=device)
+    reference = run_trial(spec, Cell(cell.dataset, cell.attack, "none", None, cell.seed), store=store, device=device)
+    score = objective(asr=row["asr"], cacc=row["cacc"], reference_cacc=reference["cacc"], penalty=config["penalty"])
+    tune.report({"objective": score, "cacc": row["cacc"], "asr": row["asr"], "reference_cacc": reference["cacc"]})
+
+
+def search_space() -> dict[str, Any]:
+    """SEARCH_SPACE as Tune domains (OptunaSearch turns them into Optuna distributions)."""
+    return {name: (tune.loguniform if r.log else tune.uniform)(r.low, r.high) for name, r in SEARCH_SPACE.items()}
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """One (dataset, attack) study after a tune run."""
+
+    key: str  # `<dataset>/<attack>`, as best_params.json names it
+    study: str  # the Optuna study name in the run folder's sqlite file
+    trials: int  # complete trials in the study, earlier runs included
+    best: dict[str, float]  # alpha and beta of the best trial so far
+    best_objective: float
+
+
+@dataclass(frozen=True)
+class TuneOutcome:
+    """What a tune run left: the studies and the best-values file it updated."""
+
+    run_dir: Path
+    studies: tuple[StudyResult, ...]
+    best_params: Path
+    wall_s: float
+
+
+def run_tuning(
+    spec: SweepSpec,
+    run_dir: Path,
+    *,
+    attacks: Sequence[str] | None = None,
+    samples: int = 10,
+    penalty: float = DEFAULT_PENALTY,
+    address: str | None = None,
+) -> TuneOutcome:
+    """Search alpha and beta per (dataset, attack) on dev data (the spec's first seed), `samples` trials each,
+    continuing the run folder's studies; the best values go where `sweep` reads them."""
+    started = time.monotonic()
+    run_dir = run_dir.resolve()
+    target = best_params_path(spec, run_dir).resolve()
+    spec = resolve_locations(dataclasses.replace(spec, evaluate_on="dev", best_params=None), run_dir)
+    unknown = [a for a in attacks or () if a not in spec.attacks]
+    if unknown:
+        raise ValueError(f"attacks {unknown} are not in the spec; valid: {', '.join(spec.attacks)}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / STUDY_FILE}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seed = spec.seeds[0]
+    results = []
+    with ray_session(address):
+        trainable = tune.with_resources(tune_cell, trial_resources(spec.resources, ray.cluster_resources()))
+        for dataset in spec.datasets:
+            for attack in attacks or spec.attacks:
+                name = study_name(dataset, attack)
+                study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
+                searcher = OptunaSearch(  # seeded past earlier runs' draws, so a continued study proposes new points
+                    metric="objective", mode="min", study_name=name, storage=storage, seed=seed + len(study.trials)
+                )
+                cell = Cell(dataset, attack, TUNED_DEFENSE, "ts", seed)
+                tune.Tuner(
+                    trainable,
+                    param_space={
+                        "spec": spec_to_dict(spec),
+                        "cell": dataclasses.asdict(cell),
+                        "penalty": penalty,
+                        **search_space(),
+                    },
+                    tune_config=tune.TuneConfig(
+                        search_alg=searcher, num_samples=samples, max_concurrent_trials=spec.resources.max_concurrent
+                    ),
+                    run_config=tune.RunConfig(
+                        name=f"optuna-{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                        storage_path=str(run_dir),
+                        failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
+                        verbose=0,
+                    ),
+                ).fit()
+                study = optuna.load_study(study_name=name, storage=storage)
+                complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+                if not complete:
+                    raise RuntimeError(f"tune {dataset}/{attack}: no trial completed (tracebacks under {run_dir})")
+                results.append(
+                    StudyResult(
+                        key=f"{dataset}/{attack}",
+                        study=name,
+                        trials=len(complete),
+                        best={k: float(v) for k, v in study.best_trial.params.items()},
+                        best_objective=float(study.best_value),
+                    )
+                )
+    merge_best_params(target, {r.key: r.best for r in results})
+    return TuneOutcome(run_dir, tuple(results), target, time.monotonic() - started)

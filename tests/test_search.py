@@ -1,0 +1,124 @@
+"""select-aug and tune: the objective and best-values file by hand, then both on a real local Ray with the smoke
+preset cut to seconds, sharing one store (tune builds M_b, select-aug reads it)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import polars as pl
+import pytest
+import ray
+from click.testing import CliRunner
+
+from cli import cli
+from orchestration.presets import smoke
+from orchestration.search import run_tuning, search_space
+from orchestration.select_aug import AUGMENTATION_SET, SELECT_AUG_SCHEMA
+from orchestration.spec import apply_settings
+from orchestration.sweep import NAMESPACE, WORKER_ENV
+from orchestration.tuning import SEARCH_SPACE, merge_best_params, objective, study_name
+
+# The smoke preset cut further: a backdoor need not take for the plumbing to be exercised.
+CHEAP = {
+    "data.max_train": 400,
+    "data.max_dev": 60,
+    "data.max_test": 60,
+    "training.attack.epochs": 1,
+    "mlm.steps": 5,
+}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One folder (store, run folders) and one local Ray for the module; the commands reuse that Ray."""
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        namespace=NAMESPACE,
+        runtime_env={"env_vars": {**WORKER_ENV, "OMP_NUM_THREADS": "1"}},
+    )
+    try:
+        yield tmp_path_factory.mktemp("search")
+    finally:
+        ray.shutdown()
+
+
+def settings_args(root: Path) -> list[str]:
+    settings = {**CHEAP, "store": str(root / "store")}
+    return [arg for key, value in settings.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+
+
+def invoke(*args: str) -> Any:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+# ------------------------------------------------------------------------------------- pure parts
+
+
+def test_objective_charges_lost_clean_accuracy_only() -> None:
+    assert objective(asr=20.0, cacc=80.0, reference_cacc=85.0, penalty=2.0) == 30.0
+    assert objective(asr=20.0, cacc=90.0, reference_cacc=85.0) == 20.0
+
+
+def test_merging_best_values_keeps_other_entries(tmp_path: Path) -> None:
+    path = tmp_path / "best_params.json"
+    merge_best_params(path, {"imdb/lwp": {"alpha": 2.0, "beta": 0.5}})
+    merged = merge_best_params(path, {"sst2/badnets": {"alpha": 1.5, "beta": 0.0}})
+    assert json.loads(path.read_text()) == merged == {
+        "imdb/lwp": {"alpha": 2.0, "beta": 0.5},
+        "sst2/badnets": {"alpha": 1.5, "beta": 0.0},
+    }
+
+
+def test_search_space_is_the_declared_ranges() -> None:
+    space = search_space()
+    assert set(space) == set(SEARCH_SPACE) == {"alpha", "beta"}
+    for name, declared in SEARCH_SPACE.items():
+        assert (space[name].lower, space[name].upper) == (declared.low, declared.high)
+
+
+# ------------------------------------------------------------------------------------- real Ray
+
+
+def test_tune_proposes_within_ranges_and_a_second_run_continues_the_study(root: Path) -> None:
+    best_file = root / "best_params.json"
+    best_file.write_text(json.dumps({"imdb/lwp": {"alpha": 2.0, "beta": 0.5}}))
+    spec = apply_settings(smoke(), {**CHEAP, "store": str(root / "store")})
+    outcome = run_tuning(spec, root / "smoke-tune", samples=2)
+    storage = f"sqlite:///{root / 'smoke-tune' / 'optuna.db'}"
+    first = optuna.load_study(study_name=study_name("sst2", "badnets"), storage=storage).trials
+    assert len(first) == 2 and outcome.studies[0].trials == 2
+    invoke("tune", *settings_args(root), "--run-dir", str(root / "smoke-tune"), "--samples", "1", "--penalty", "0.5")
+    trials = optuna.load_study(study_name=study_name("sst2", "badnets"), storage=storage).trials
+    assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert trials[2].params not in [t.params for t in first]  # the continued study proposed a new point
+    for trial in trials:
+        for name, declared in SEARCH_SPACE.items():
+            assert declared.low <= trial.params[name] <= declared.high
+    best = json.loads(best_file.read_text())
+    assert best["imdb/lwp"] == {"alpha": 2.0, "beta": 0.5}
+    assert set(best["sst2/badnets"]) == {"alpha", "beta"}
+
+
+def test_select_aug_scores_every_augmentation_writes_pictures_and_feeds_tables(root: Path) -> None:
+    run_dir = root / "smoke"
+    result = invoke("select-aug", *settings_args(root), "--run-dir", str(run_dir), "--points", "60")
+    rows = pl.concat([pl.read_parquet(f) for f in sorted((run_dir / "select_aug").glob("*.parquet"))])
+    assert dict(rows.schema) == SELECT_AUG_SCHEMA
+    assert sorted(rows["augmentation"]) == sorted(AUGMENTATION_SET) and rows["mean_ce"].is_finite().all()
+    assert set(rows["n_samples"]) == {80}  # one augmented text per D_c sample (r = 0.2 of 400)
+    pictures = sorted((run_dir / "select_aug").glob("*.png"))
+    assert len(pictures) == len(AUGMENTATION_SET)
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pictures)
+    summary = json.loads((run_dir / "select_aug.json").read_text())["sst2/badnets/0"]
+    assert summary["selected"] == max(summary["mean_ce"], key=summary["mean_ce"].get)
+    assert f"selected: {summary['selected']}" in result.output
+    invoke("tables", "--results", str(run_dir), "--out", str(root / "tables"))
+    eq9 = pl.read_csv(root / "tables" / "summary-eq9.csv")
+    assert eq9.height == len(AUGMENTATION_SET) and eq9["mean_ce_mean"].is_not_null().all()

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from orchestration.results import TRIAL_SCHEMA
 from tables.aggregate import Stat, summarize
 from tables.build import Report, write_tables
 from tables.command import tables_command
@@ -22,26 +23,7 @@ from tables.layout import FIGURE_ROWS
 from tables.load import ResultsError
 
 DATA = Path(__file__).parent / "data"
-# Every column of docs/results-schema.md, with its type.
-SCHEMA = {
-    "trial_id": pl.String,
-    "dataset": pl.String,
-    "attack": pl.String,
-    "defense": pl.String,
-    "augmentation": pl.String,
-    "seed": pl.Int64,
-    "status": pl.String,
-    "error": pl.String,
-    "cacc": pl.Float64,
-    "asr": pl.Float64,
-    "clean_flip": pl.Float64,
-    "frr": pl.Float64,
-    "far": pl.Float64,
-    "alpha": pl.Float64,
-    "beta": pl.Float64,
-    "model": pl.String,
-    "wall_s": pl.Float64,
-}
+SCHEMA = TRIAL_SCHEMA  # what the sweep writes (docs/results-schema.md) is what the tables are fed
 TS_DEFENSES = {"ts-ft", "mbtsad", "mbtsad-no-att", "mbtsad-no-hid", "cd"}
 TABLE2_DEFENSES = ("none", "cft", "reinit", "fine-pruning", "ts-ft", "mbtsad", "fine-mixing", "fine-purifying")
 # The cells the bold rule (best among the defenses, None excluded) picks from the paper's Table II numbers.

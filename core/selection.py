@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from core.batching import batches
 from core.data import TextDataset
 
 CE_BATCH = 16  # Fig. 3 averages the cross-entropy over batches of 16
@@ -27,18 +28,12 @@ def mean_cross_entropy(
         raise ValueError(f"{data.name}: no samples to score")
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     losses = []
     with torch.inference_mode():
-        for start in range(0, len(data), batch_size):
-            encoded = tokenizer(
-                list(data.texts[start : start + batch_size]),
-                padding="longest",
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            ).to(next(model.parameters()).device)
-            labels = torch.tensor(data.labels[start : start + batch_size], device=encoded["input_ids"].device)
-            losses.append(nn.functional.cross_entropy(model(**encoded).logits.float(), labels).item())
+        for batch in batches(tokenizer, data, batch_size=batch_size, max_length=max_length):
+            batch = batch.to(device)
+            losses.append(nn.functional.cross_entropy(model(**batch.inputs).logits.float(), batch.labels).item())
     model.train(was_training)
     return float(np.mean(losses))
 
@@ -61,17 +56,12 @@ def cls_vectors(
     """The last layer's [CLS] state of each text, [n, hidden] (the vectors Fig. 3 projects with t-SNE)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
+    unlabelled = TextDataset(tuple(texts), (0,) * len(texts), "cls")
     rows = []
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            encoded = tokenizer(
-                list(texts[start : start + batch_size]),
-                padding="longest",
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            ).to(next(model.parameters()).device)
-            hidden = model(**encoded, output_hidden_states=True).hidden_states[-1]
+        for batch in batches(tokenizer, unlabelled, batch_size=batch_size, max_length=max_length):
+            hidden = model(**batch.to(device).inputs, output_hidden_states=True).hidden_states[-1]
             rows.append(hidden[:, 0].float().cpu().numpy())
     model.train(was_training)
     return np.concatenate(rows) if rows else np.zeros((0, model.config.hidden_size), dtype=np.float32)

@@ -246,7 +246,8 @@ def table_cell(dataset: str, attack: str, defense: str, seed: int, weights: Mapp
 def cells(spec: SweepSpec, best_params: Mapping[str, Mapping[str, float]] | None = None) -> list[Cell]:
     """Every trial of the grid, round-robin over (seed, dataset, attack) groups so concurrent trials build
     different backdoored models; in a group `none` and `ts-ft` come first (they build M_b and the teacher
-    the others read), then Table III's retraining runs (the longest), then the rest in TABLE_DEFENSES order."""
+    the others read), then the rest of Tables I, II and IV in TABLE_DEFENSES order, then Table III's
+    retraining runs, so a sweep stopped mid-run has its headline rows first."""
     best = best_params or {}
     first = [d for d in TABLE_DEFENSES if d in spec.defenses and d in ("none", "ts-ft")]
     rest = [d for d in TABLE_DEFENSES if d in spec.defenses and d not in first]
@@ -257,9 +258,8 @@ def cells(spec: SweepSpec, best_params: Mapping[str, Mapping[str, float]] | None
                 weights = {**best.get(attack, {}), **best.get(f"{dataset}/{attack}", {})}
                 table3 = spec.augmentations if dataset in spec.augmentation_datasets else ()
                 groups.append(
-                    [table_cell(dataset, attack, d, seed, weights) for d in first]
+                    [table_cell(dataset, attack, d, seed, weights) for d in first + rest]
                     + [Cell(dataset, attack, "aug-ft", a, seed) for a in table3]
-                    + [table_cell(dataset, attack, d, seed, weights) for d in rest]
                 )
     ordered = []
     for position in range(max(len(g) for g in groups)):

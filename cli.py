@@ -25,26 +25,16 @@ from core.data import (
     load_splits,
     poisoned_eval_set,
     read_labelled_file,
-    resolve_data_dir,
     stratified_split,
 )
 from core.evaluate import Evaluation, evaluate
-from core.models import Classifier, ModelFileError, default_classifier, load_classifier, tiny_classifier
+from core.models import Classifier, ModelFileError, named_classifier
 from core.poison import PoisonConfig, trigger_inserter
 from orchestration.store import write_atomic
 from tables.command import tables_command
 
 console = Console(stderr=True)
 DEV_FRACTION = 0.1  # share of a user's clean file held out for checkpoint selection when no dev file is given
-
-
-def start_model(spec: str, *, seed: int, data_dir: Path | None) -> Classifier:
-    """`tiny` (a test-sized BERT), `minilm` (the verified offline default) or a local model folder."""
-    if spec == "tiny":
-        return tiny_classifier(resolve_data_dir(data_dir) / "bert-base-uncased" / "vocab.txt", seed=seed)
-    if spec == "minilm":
-        return default_classifier(seed=seed)
-    return load_classifier(Path(spec))
 
 
 def scores_table(title: str, rows: dict[str, Evaluation]) -> Table:
@@ -151,7 +141,7 @@ def attack(
     splits = load_splits(dataset, obj["data_dir"])
     if max_train:
         splits = replace(splits, train=splits.train.subset(range(min(max_train, len(splits.train)))))
-    classifier = start_model(model_spec, seed=seed, data_dir=obj["data_dir"])
+    classifier = named_classifier(model_spec, seed=seed, data_dir=obj["data_dir"])
     started = time.perf_counter()
     with training_progress(console) as progress:
         progress.start(f"{attack_name} attack")
@@ -263,7 +253,7 @@ def defend(
         clean=splits.train,
         dev=splits.dev,
         seed=seed,
-        pretrained=None if not pretrained else start_model(pretrained, seed=seed, data_dir=obj["data_dir"]),
+        pretrained=None if not pretrained else named_classifier(pretrained, seed=seed, data_dir=obj["data_dir"]),
     )
     before = _score(suspect, splits.test, poison, seed=seed)
     started = time.perf_counter()
@@ -349,7 +339,7 @@ def demo(obj: dict[str, Any], model_spec: str, train_size: int, seed: int, out: 
     attack_cfg = with_training(
         attack_config("badnets"), max_length=length, **({"lr": 1e-3, "epochs": 5} if scratch else {"epochs": 2})
     )
-    classifier = start_model(model_spec, seed=seed, data_dir=obj["data_dir"])
+    classifier = named_classifier(model_spec, seed=seed, data_dir=obj["data_dir"])
     started = time.perf_counter()
     rows: dict[str, Evaluation] = {}
     with training_progress(console) as progress:

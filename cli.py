@@ -23,13 +23,12 @@ from core.data import (
     TextDataset,
     clean_subset,
     load_splits,
-    poisoned_eval_set,
     read_labelled_file,
     stratified_split,
 )
 from core.evaluate import Evaluation, evaluate
 from core.models import Classifier, ModelFileError, named_classifier
-from core.poison import PoisonConfig, trigger_inserter
+from core.poison import PoisonConfig, poisoned_split
 from orchestration.store import write_atomic
 from tables.command import tables_command
 
@@ -173,11 +172,7 @@ def _score(
     classifier: Classifier, test: TextDataset, poison: PoisonConfig | None, *, seed: int, detector: Any = None
 ) -> Evaluation:
     target = poison.target if poison else 1
-    poisoned = (
-        None
-        if poison is None
-        else poisoned_eval_set(test, trigger_inserter(poison), target=target, rng=np.random.default_rng(seed))
-    )
+    poisoned = None if poison is None else poisoned_split(test, poison, split="test", seed=seed)
     return evaluate(classifier, test=test, poisoned_test=poisoned, target=target, detector=detector)
 
 

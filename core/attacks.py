@@ -10,11 +10,11 @@ import numpy as np
 from torch import nn
 
 from core.batching import predict
-from core.data import Splits, TextDataset, poisoned_eval_set
+from core.data import Splits, TextDataset
 from core.evaluate import Evaluation, evaluate
 from core.metrics import attack_success_rate, clean_accuracy
 from core.models import Classifier
-from core.poison import EP_TRIGGER, PoisonConfig, PoisonedSet, poison_training_set, trigger_inserter
+from core.poison import EP_TRIGGER, PoisonConfig, PoisonedSet, poison_training_set, poisoned_split
 from core.train import (
     EpochRecord,
     StepReport,
@@ -93,9 +93,8 @@ def run_attack(
     rng = np.random.default_rng(seed)
     poison = config.poison
     poisoned = poison_training_set(splits.train, poison, rng)
-    insert = trigger_inserter(poison)
-    poisoned_dev = poisoned_eval_set(splits.dev, insert, target=poison.target, rng=rng)
-    poisoned_test = poisoned_eval_set(splits.test, insert, target=poison.target, rng=rng)
+    poisoned_dev = poisoned_split(splits.dev, poison, split="dev", seed=seed)
+    poisoned_test = poisoned_split(splits.test, poison, split="test", seed=seed)
     model = copy.deepcopy(classifier.model)
     victim = Classifier(model=model, tokenizer=classifier.tokenizer)
     train = replace(config.train, seed=seed)

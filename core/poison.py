@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.augment import add_trigger
-from core.data import TextDataset
+from core.data import TextDataset, poisoned_eval_set
 
 BADNETS_TRIGGERS = ("cf", "mn", "bb", "tq")  # rare WordPieces, one drawn per poisoned sample
 LWP_TRIGGERS = ("cf", "bb", "ak", "mn")  # combinatorial: two pieces together fire the backdoor
 EP_TRIGGER = "cf"  # the single word whose embedding row EP rewrites
 ADDSENT_TRIGGER = "I watch this 3D movie"  # sentence-level trigger (the paper's future work)
+EVAL_STREAMS = {"dev": 1, "test": 2}  # a poisoned split's trigger positions come from Generator [seed, stream]
 
 Inserter = Callable[[str, np.random.Generator], str]
 
@@ -113,3 +114,13 @@ def _with_lwp_negatives(
         f"{train.name}-{config.attack}",
     )
     return PoisonedSet(data=data, poisoned=tuple(chosen))
+
+
+def poisoned_split(data: TextDataset, config: PoisonConfig, *, split: str, seed: int) -> TextDataset:
+    """The non-target samples of the dev or test split with the trigger inserted, placed by a Generator of
+    its own ([seed, EVAL_STREAMS[split]]), so `attack`, `evaluate`, `defend` and the sweep score a seed's
+    model on the same poisoned texts."""
+    if split not in EVAL_STREAMS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(EVAL_STREAMS)}")
+    rng = np.random.default_rng([seed, EVAL_STREAMS[split]])
+    return poisoned_eval_set(data, trigger_inserter(config), target=config.target, rng=rng)

@@ -20,7 +20,7 @@ import torch
 
 from core.attacks import run_attack
 from core.augment import cwea, eda, load_wordnet
-from core.data import Splits, TextDataset, clean_subset, load_splits, poisoned_eval_set, resolve_data_dir
+from core.data import Splits, TextDataset, clean_subset, load_splits, resolve_data_dir
 from core.defenses.aug_ft import AugFtConfig, Augment, augmented_set
 from core.defenses.cft import clean_finetune
 from core.evaluate import evaluate
@@ -33,14 +33,11 @@ from core.models import (
     named_classifier,
     sha256_of,
 )
-from core.poison import trigger_inserter
+from core.poison import poisoned_split
 from orchestration.masked_lm import cached_masked_lm
 from orchestration.spec import SweepSpec, attack_setup
 from orchestration.store import content_key
 from orchestration.uri_store import Store
-
-POISONED_DEV_STREAM = 1  # the poisoned dev set's Generator is seeded [seed, this], apart from the attack's own
-
 
 # ------------------------------------------------------------------------------------- identities
 
@@ -155,8 +152,7 @@ def backdoored(store: Store, spec: SweepSpec, dataset: str, attack: str, seed: i
         start.model.to(device)
         result = run_attack(start, splits, config, seed=seed)
         target = config.poison.target
-        rng = np.random.default_rng([seed, POISONED_DEV_STREAM])
-        poisoned_dev = poisoned_eval_set(splits.dev, trigger_inserter(config.poison), target=target, rng=rng)
+        poisoned_dev = poisoned_split(splits.dev, config.poison, split="dev", seed=seed)
         dev = evaluate(
             result.backdoored,
             test=splits.dev,

@@ -10,7 +10,7 @@ import torch
 
 from core.attacks import attack_config, run_attack
 from core.data import Splits
-from core.poison import BADNETS_TRIGGERS, LWP_TRIGGERS, PoisonConfig, poison_training_set
+from core.poison import BADNETS_TRIGGERS, LWP_TRIGGERS, PoisonConfig, poison_training_set, poisoned_split
 from core.train import TrainConfig
 
 
@@ -84,3 +84,12 @@ def test_badnets_backdoor_is_learned_by_tiny_model(tiny, sst2: Splits) -> None:
     assert ev.asr is not None and ev.asr.percent > 90
     assert ev.asr.percent > ev.clean_flip.percent + 20
     assert ev.asr.seen == splits.test.labels.count(0)
+
+
+def test_every_command_scores_a_seed_on_the_same_poisoned_test(tiny, sst2_small: Splits) -> None:
+    config = attack_config("badnets", epochs=1, max_length=32, batch_size=16)
+    result = run_attack(tiny, sst2_small, config, seed=3)
+    same = poisoned_split(sst2_small.test, config.poison, split="test", seed=3)
+    assert result.poisoned_test == same  # what `evaluate`, `defend` and the sweep rebuild from the seed
+    assert result.poisoned_test != poisoned_split(sst2_small.test, config.poison, split="test", seed=4)
+    assert all(set(text.split()) & set(BADNETS_TRIGGERS) for text in same.texts)

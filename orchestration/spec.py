@@ -25,7 +25,7 @@ from core.defenses.strip import StripConfig
 from core.mlm import MlmHeadConfig
 from orchestration.overrides import apply_overrides, with_training
 
-# Rows of Tables I, II and IV, in the order a group's trials run (each artifact's first user first).
+# Rows of Tables I, II and IV (every table-row defence a sweep knows; RUN_ORDER below says when each runs).
 TABLE_DEFENSES = (
     "none",
     "ts-ft",
@@ -40,6 +40,24 @@ TABLE_DEFENSES = (
     "fine-pruning",
     "fine-mixing",
     "fine-purifying",
+)
+# The order a group's trials run in: `none` and `ts-ft` build M_b and the teacher the others read; then
+# Table II (MBTSAD against the baselines, the paper's main comparison), Table IV's ablations and Table I's
+# detectors, so a sweep stopped mid-run holds the headline comparison first.
+RUN_ORDER = (
+    "none",
+    "ts-ft",
+    "mbtsad",
+    "cft",
+    "reinit",
+    "fine-pruning",
+    "fine-mixing",
+    "fine-purifying",
+    "mbtsad-no-att",
+    "mbtsad-no-hid",
+    "cd",
+    "strip",
+    "rap",
 )
 MBTSAD_FAMILY = frozenset({"mbtsad", "mbtsad-no-att", "mbtsad-no-hid", "cd"})  # rows carrying alpha and beta
 TABLE3_AUGMENTATIONS = ("eda", "aeda", "cwea", "add_trig")  # Table III's aug-ft rows; its TS row is ts-ft
@@ -245,12 +263,9 @@ def table_cell(dataset: str, attack: str, defense: str, seed: int, weights: Mapp
 
 def cells(spec: SweepSpec, best_params: Mapping[str, Mapping[str, float]] | None = None) -> list[Cell]:
     """Every trial of the grid, round-robin over (seed, dataset, attack) groups so concurrent trials build
-    different backdoored models; in a group `none` and `ts-ft` come first (they build M_b and the teacher
-    the others read), then the rest of Tables I, II and IV in TABLE_DEFENSES order, then Table III's
-    retraining runs, so a sweep stopped mid-run has its headline rows first."""
+    different backdoored models; in a group the rows run in RUN_ORDER, then Table III's retraining runs."""
     best = best_params or {}
-    first = [d for d in TABLE_DEFENSES if d in spec.defenses and d in ("none", "ts-ft")]
-    rest = [d for d in TABLE_DEFENSES if d in spec.defenses and d not in first]
+    order = [d for d in RUN_ORDER if d in spec.defenses]
     groups: list[list[Cell]] = []
     for seed in spec.seeds:
         for dataset in spec.datasets:
@@ -258,7 +273,7 @@ def cells(spec: SweepSpec, best_params: Mapping[str, Mapping[str, float]] | None
                 weights = {**best.get(attack, {}), **best.get(f"{dataset}/{attack}", {})}
                 table3 = spec.augmentations if dataset in spec.augmentation_datasets else ()
                 groups.append(
-                    [table_cell(dataset, attack, d, seed, weights) for d in first + rest]
+                    [table_cell(dataset, attack, d, seed, weights) for d in order]
                     + [Cell(dataset, attack, "aug-ft", a, seed) for a in table3]
                 )
     ordered = []

@@ -26,6 +26,7 @@ from core.defenses.mbtsad import MbtsadConfig
 from orchestration.presets import PRESETS, preset, smoke
 from orchestration.results import TRIAL_SCHEMA, read_rows
 from orchestration.spec import (
+    RUN_ORDER,
     TABLE_DEFENSES,
     Cell,
     apply_settings,
@@ -123,6 +124,8 @@ def test_cells_interleave_groups_and_carry_tuned_weights() -> None:
     plan = cells(spec, {"badnets": {"alpha": 0.3, "beta": 2.0}, "sst2/lwp": {"alpha": 0.7}})
     assert len(plan) == 4 * (len(TABLE_DEFENSES) + 1) and len(set(plan)) == len(plan)
     assert [c.defense for c in plan[:4]] == ["none"] * 4  # four backdoored models built side by side first
+    group = [c.defense for c in plan if (c.attack, c.seed) == ("lwp", 1)]
+    assert group == [*RUN_ORDER, "aug-ft"]  # Table II before the ablations and detectors, Table III last
     weights = {(c.attack, c.defense): (c.alpha, c.beta) for c in plan}
     assert weights["badnets", "cd"] == (0.3, 2.0) and weights["lwp", "mbtsad"] == (0.7, 1.0)
     assert weights["badnets", "cft"] == (None, None)

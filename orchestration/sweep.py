@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.live import Live
 
 from core.data import resolve_data_dir
-from orchestration.live import SweepProgress, clock
+from orchestration.live import SweepProgress, clock, restored
 from orchestration.results import row_path, trial_row, write_row
 from orchestration.spec import Cell, Resources, SweepSpec, cells, read_best_params, spec_from_dict, spec_to_dict
 from orchestration.trial import run_trial, trial_id
@@ -186,6 +186,7 @@ class SweepMonitor(tune.Callback):
         self.live: Live | None = None
         self.started: dict[str, float] = {}
         self.scores: dict[str, str] = {}
+        self.restored: set[str] = set()  # trials whose row the store already held
         self.drawn = 0.0
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks for --resume; the display is rebuilt
@@ -212,10 +213,15 @@ class SweepMonitor(tune.Callback):
             return
         write_row(self.run_dir, row)
         scores = ", ".join(f"{k.upper()} {row[k]:.2f}" for k in ("cacc", "asr") if row.get(k) is not None)
-        self.scores[trial.trial_id] = f"{scores} in {clock(row['wall_s'])}"
+        elapsed = time.monotonic() - self.started.get(trial.trial_id, time.monotonic())
+        if restored(elapsed, row["wall_s"]):
+            self.restored.add(trial.trial_id)
+        origin = " (from the store)" if trial.trial_id in self.restored else ""
+        self.scores[trial.trial_id] = f"{scores} in {clock(row['wall_s'])}{origin}"
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self.progress.finished_here += 1
+        if trial.trial_id not in self.restored:  # the pace counts only trials computed by this session
+            self.progress.finished_here += 1
         self._count(trials, done=trial)
         self._note(f"{trial_name(trial)}: {self.scores.pop(trial.trial_id, 'done')}")
 

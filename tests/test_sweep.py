@@ -321,3 +321,12 @@ def test_a_uri_store_builds_once_across_nodes_under_the_cluster_lock(tmp_path: P
         ray.shutdown()
     assert log.read_text() == "built\n"
     assert len(list((tmp_path / "shared" / "demo").glob(f"*/{MANIFEST}"))) == 1
+
+
+def test_rows_back_from_the_store_do_not_set_the_pace() -> None:
+    from orchestration.live import SweepProgress, restored
+
+    assert restored(elapsed_s=3.0, wall_s=1422.3)  # a 24-minute trial answered from the store in seconds
+    assert not restored(elapsed_s=101.0, wall_s=97.0)  # computed now (the row's wall excludes actor start-up)
+    progress = SweepProgress(total=10, done=4, finished_here=0)
+    assert progress.eta() is None and "ETA estimating" in progress.summary()

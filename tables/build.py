@@ -12,7 +12,7 @@ import polars as pl
 
 from tables.aggregate import CE_CELL, CE_METRICS, TRIAL_CELL, TRIAL_METRICS, stats, summarize
 from tables.figures import Bar, defense_chart
-from tables.grid import Grid, Lookup, ce_grid, metric_grid, ordered
+from tables.grid import Grid, Lookup, ce_grid, metric_grid, ordered, weights_note
 from tables.latex import latex_document, latex_table
 from tables.layout import ATTACKS, DATASETS, FIGURE_ROWS, PAPER_ATTACKS, PAPER_DATASETS, TABLES
 from tables.load import Problem, load_results
@@ -42,7 +42,7 @@ def write_tables(results_dir: Path | str, out_dir: Path | str) -> Report:
     attacks = ordered(results.trials["attack"], ATTACKS, PAPER_ATTACKS)
     ce_summary = summarize(results.select_aug, CE_CELL, CE_METRICS)
     grids = (
-        *(metric_grid(spec, lookups, datasets, attacks) for spec in TABLES),
+        *(metric_grid(spec, lookups, datasets, attacks, weights_note(results.trials, attacks)) for spec in TABLES),
         ce_grid(stats(ce_summary, CE_CELL, "mean_ce")),
     )
     latex = [latex_table(grid) for grid in grids]

@@ -6,6 +6,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import polars as pl
+
 from tables.aggregate import Stat
 from tables.layout import (
     ATTACKS,
@@ -17,7 +19,7 @@ from tables.layout import (
     DATASETS,
     PAPER_ATTACKS,
     PAPER_DATASETS,
-    TUNED_NOTE,
+    WEIGHTS_NOTE,
     TableSpec,
 )
 
@@ -80,9 +82,14 @@ def ordered(present: Iterable[str], names: Mapping[str, str], always: Sequence[s
 
 
 def metric_grid(
-    spec: TableSpec, lookups: Mapping[str, Lookup], datasets: Sequence[str], attacks: Sequence[str]
+    spec: TableSpec,
+    lookups: Mapping[str, Lookup],
+    datasets: Sequence[str],
+    attacks: Sequence[str],
+    weights: str | None = None,
 ) -> Grid:
-    """One of Tables I-IV: per attack, a block of the spec's rows; CACC and ASR per dataset."""
+    """One of Tables I-IV: per attack, a block of the spec's rows; CACC and ASR per dataset. `weights` is the
+    note on the eq. 1 weights the MBTSAD rows ran with (see `weights_note`)."""
     shown = spec.datasets or tuple(datasets)
     directions = [best for _ in shown for _, _, best in METRICS]
     blocks = tuple(
@@ -114,10 +121,26 @@ def metric_grid(
         show_groups=spec.datasets is None,
         columns=tuple(header for _, header, _ in METRICS),
         blocks=blocks,
-        notes=(*spec.notes, *seeds_note, (None, BOLD_NOTE), *([(None, TUNED_NOTE)] if spec.tuned else [])),
+        notes=(*spec.notes, *seeds_note, (None, BOLD_NOTE), *([(None, weights)] if spec.weighted and weights else [])),
         decimals=PERCENT_DECIMALS,
         seeds=seeds,
     )
+
+
+def weights_note(trials: pl.DataFrame, attacks: Sequence[str]) -> str | None:
+    """The alpha and beta each attack's MBTSAD-family rows ran with (every distinct pair), or None without such rows."""
+    rows = trials.filter(pl.col("alpha").is_not_null() | pl.col("beta").is_not_null())
+    values = []
+    for attack in attacks:
+        pairs = rows.filter(pl.col("attack") == attack).select("alpha", "beta").unique().sort("alpha", "beta")
+        if len(pairs):
+            shown = " or ".join(f"{_weight(alpha)}, {_weight(beta)}" for alpha, beta in pairs.iter_rows())
+            values.append(f"{ATTACKS.get(attack, attack)} {shown}")
+    return WEIGHTS_NOTE.format(values="; ".join(values)) if values else None
+
+
+def _weight(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3g}"
 
 
 def ce_grid(lookup: Lookup) -> Grid:

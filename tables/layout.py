@@ -13,7 +13,11 @@ PAPER_ATTACKS = ("badnets", "lwp", "ep")
 # Eq. 9's augmentation set B, in the paper's order for the cross-entropy table.
 AUGMENTATIONS = {"ts": "TS", "eda": "EDA", "aeda": "AEDA", "cwea": "CWEA", "add_trig": "Add Trig"}
 
-TUNED_NOTE = "α and β (eq. 1) were tuned per attack on dev data, never on test data."
+# The eq. 1 weights note names the values the rows ran with; only `cli.py tune` (dev data) changes them.
+WEIGHTS_NOTE = (
+    "α and β (eq. 1) as run: {values}. Values other than the defaults 1 and 1 come from `cli.py tune`, "
+    "on dev data only."
+)
 BOLD_NOTE = "Bold: the highest CACC and the lowest ASR among the defenses of each attack and dataset."
 
 
@@ -38,7 +42,7 @@ class TableSpec:
     rows: tuple[Row, ...]
     notes: tuple[tuple[str | None, str], ...]  # (footnote letter or None, text)
     datasets: tuple[str, ...] | None = None  # fixed dataset columns; None: every dataset in the run
-    tuned: bool = True  # holds an MBTSAD variant, so the alpha/beta note applies
+    weighted: bool = True  # holds an MBTSAD variant, so the alpha/beta note applies
     row_header: str = "Defense"
 
 
@@ -96,7 +100,7 @@ TABLES = (
         ),
         notes=(NO_DEFENSE, ("b", "Randomly inserts the token “cb”, which is not an LWP trigger.")),
         datasets=("sst2",),
-        tuned=False,
+        weighted=False,
         row_header="Method",
     ),
     TableSpec(

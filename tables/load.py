@@ -20,7 +20,13 @@ TRIAL_COLUMNS = {
     "asr": pl.Float64,
 }
 # Read when present, for messages and checks only.
-TRIAL_OPTIONAL = {"trial_id": pl.String, "error": pl.String, "model": pl.String}
+TRIAL_OPTIONAL = {
+    "trial_id": pl.String,
+    "error": pl.String,
+    "model": pl.String,
+    "alpha": pl.Float64,
+    "beta": pl.Float64,
+}
 SELECT_AUG_COLUMNS = {
     "dataset": pl.String,
     "attack": pl.String,

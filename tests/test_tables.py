@@ -137,7 +137,7 @@ def test_paper_table2_as_single_seeds_reproduces_its_cells_and_bold(tmp_path: Pa
     assert r" & Fine-Mixing & 88.91 & \textbf{12.39} & 92.37 & \textbf{7.56} \\" in tex
     assert r"EP & None & 91.21 & 95.17 & 94.03 & 98.66 \\" in tex
     assert r"\textsuperscript{b}Methods based on pre-trained weights.\par" in tex
-    assert any("tuned per attack on dev data" in line for line in tex)
+    assert not any("eq. 1" in line for line in tex)  # rows without alpha and beta: no note on them
     assert not any(r"\pm" in line for line in tex if line.endswith(r"\\"))
     assert "|  | CFTᶜ | **91.82** | 65.02 | 93.18 | 85.77 |" in lines(report, "tables.md")
 
@@ -344,3 +344,19 @@ def test_latex_document_compiles_with_pdflatex(full_grid: tuple[Report, Path], t
     log = (tmp_path / "tables.log").read_text(errors="replace")
     assert "Overfull \\hbox" not in log, "a table is wider than the page"
     assert "Output written on tables.pdf" in log
+
+
+def test_weights_note_names_the_alpha_and_beta_each_attack_ran_with(tmp_path: Path) -> None:
+    rows = [
+        trial("none", alpha=None, beta=None),
+        trial("mbtsad", alpha=1.0, beta=1.0),
+        trial("cd", alpha=1.0, beta=1.0),
+        trial("mbtsad", attack="lwp", alpha=0.35, beta=0.0),
+        trial("mbtsad", attack="lwp", seed=1, alpha=1.6, beta=2.72),
+    ]
+    write_trials(tmp_path / "run", rows)
+    report = write_tables(tmp_path / "run", tmp_path / "out")
+    (note,) = [text for _, text in report.grids[1].notes if "eq. 1" in text]
+    assert note.startswith("α and β (eq. 1) as run: BadNets 1, 1; LWP 0.35, 0 or 1.6, 2.72.")
+    assert "tuned" not in note  # the rows say which values ran, not that they were tuned
+    assert not any("eq. 1" in text for _, text in report.grids[2].notes)  # Table III has no MBTSAD row

@@ -283,6 +283,12 @@ def defend(
 @click.option("--dataset", default="sst2", show_default=True, help="Test set of this dataset, unless --test.")
 @click.option("--test", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A clean test file.")
 @click.option("--attack", "attack_name", help="Score ASR with this attack's trigger (default: the model card's).")
+@click.option(
+    "--trigger",
+    "triggers",
+    multiple=True,
+    help="Score ASR with these words instead, one drawn per sentence (repeatable), e.g. a suspected trigger.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the trigger positions.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the scores here.")
 @click.pass_obj
@@ -292,6 +298,7 @@ def evaluate_command(
     dataset: str,
     test: Path | None,
     attack_name: str | None,
+    triggers: tuple[str, ...],
     seed: int,
     json_out: Path | None,
 ) -> None:
@@ -300,7 +307,10 @@ def evaluate_command(
 
     classifier, card = load_model_folder(model_dir)
     test_set = read_labelled_file(test) if test else load_splits(dataset, obj["data_dir"]).test
-    evaluation = _score(classifier, test_set, _trigger(attack_name, card), seed=seed)
+    poison = _trigger(attack_name, card)
+    if triggers:  # BadNets-style insertion of the given words, toward the card's (or the attack's) target
+        poison = PoisonConfig(attack="badnets", triggers=triggers, target=poison.target if poison else 1)
+    evaluation = _score(classifier, test_set, poison, seed=seed)
     console.print(scores_table(f"{model_dir}", {"model": evaluation}))
     if json_out:
         write_json(json_out, evaluation.percents())

@@ -80,7 +80,12 @@ def test_defend_round_trips_a_model_folder(backdoored: Path, tmp_path: Path, sst
     assert changed, "CFT left every weight as it was"
     evaluated = CliRunner().invoke(cli, ["evaluate", str(out), "--json-out", str(tmp_path / "scores.json")])
     assert evaluated.exit_code == 0, evaluated.output
-    assert json.loads((tmp_path / "scores.json").read_text())["asr"] is not None
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores["asr"] is not None
+    words = [arg for word in ("cf", "mn", "bb", "tq") for arg in ("--trigger", word)]  # BadNets' own, spelt out
+    spelt = CliRunner().invoke(cli, ["evaluate", str(out), *words, "--json-out", str(tmp_path / "spelt.json")])
+    assert spelt.exit_code == 0, spelt.output
+    assert json.loads((tmp_path / "spelt.json").read_text()) == scores
 
 
 def test_bad_input_exits_non_zero_with_a_clear_message(backdoored: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -394,19 +395,60 @@ def list_defenses() -> None:
     Console().print(table)
 
 
+def _spec_options(function: Any) -> Any:
+    """The options every grid command shares: --preset, --config, --set and --address."""
+    for option in reversed((
+        click.option("--preset", default="smoke", show_default=True, help="smoke (tiny model), cpu (MiniLM) or paper."),
+        click.option(
+            "--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="YAML file of settings (nested or dotted keys) applied over the preset.",
+        ),
+        click.option("--set", "sets", multiple=True, help="Override a setting, e.g. seeds=[0,1,2]."),
+        click.option("--address", help="Run on this running Ray cluster (auto, HOST:6379, ray://HOST:10001)."),
+    )):
+        function = option(function)
+    return function
+
+
+def _settings(config_file: Path | None, sets: tuple[str, ...]) -> dict[str, Any]:
+    """The --config file's settings (flattened to dotted keys), then the --set pairs over them."""
+    from orchestration.spec import flatten, load_settings_file, parse_value
+
+    settings = {} if config_file is None else flatten(load_settings_file(config_file))
+    settings.update({key: parse_value(value) for key, value in parse_sets(sets).items()})
+    return settings
+
+
+def _spec(obj: dict[str, Any], preset: str, settings: dict[str, Any]) -> Any:
+    """The preset with `settings` applied; the CLI's --data-dir unless the settings name one."""
+    from orchestration.presets import preset as preset_spec
+    from orchestration.spec import apply_settings
+
+    spec = apply_settings(preset_spec(preset), settings)
+    if obj["data_dir"] is not None and spec.data_dir is None:
+        spec = replace(spec, data_dir=str(obj["data_dir"]))
+    return spec
+
+
+def _takes_spec(function: Any) -> Any:
+    """For a command under @_spec_options: build the spec from --preset, --config and --set, and pass it on."""
+
+    @functools.wraps(function)
+    def command(
+        obj: dict[str, Any], *, preset: str, config_file: Path | None, sets: tuple[str, ...], **options: Any
+    ) -> Any:
+        return function(_spec(obj, preset, _settings(config_file, sets)), **options)
+
+    return command
+
+
 @cli.command()
-@click.option("--preset", default="smoke", show_default=True, help="smoke (tiny model, ~1 min), cpu (MiniLM) or paper.")
-@click.option(
-    "--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML file of settings (nested or dotted keys) applied over the preset.",
-)
-@click.option("--set", "sets", multiple=True, help="Override a setting, e.g. seeds=[0,1,2] or training.max_length=64.")
+@_spec_options
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Results folder [runs/<name>].")
 @click.option(
     "--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
     help="Continue the sweep in this run folder; finished trials are not run again.",
 )
-@click.option("--address", help="Run on this running Ray cluster (auto, HOST:6379, ray://HOST:10001).")
 @click.option(
     "--cluster", "cluster_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Ray cluster-launcher file: bring it up (or attach), run the sweep on its head, fetch the results.",
@@ -418,9 +460,9 @@ def sweep(
     preset: str,
     config_file: Path | None,
     sets: tuple[str, ...],
+    address: str | None,
     run_dir: Path | None,
     resume_dir: Path | None,
-    address: str | None,
     cluster_file: Path | None,
     max_concurrent: int | None,
 ) -> None:
@@ -430,10 +472,8 @@ def sweep(
     `python cli.py tables --results RUN_DIR --out tables_out/`.
     """
     from orchestration.presets import preset as preset_spec
-    from orchestration.spec import apply_settings, flatten, load_settings_file, parse_value
 
-    settings = {} if config_file is None else flatten(load_settings_file(config_file))
-    settings.update({key: parse_value(value) for key, value in parse_sets(sets).items()})
+    settings = _settings(config_file, sets)
     if max_concurrent is not None:
         settings["resources.max_concurrent"] = max_concurrent
     if resume_dir is not None and settings:
@@ -459,45 +499,13 @@ def sweep(
     if resume_dir is not None:
         outcome = resume_sweep(resume_dir, address=address)
     else:
-        spec = apply_settings(preset_spec(preset), settings)
-        if obj["data_dir"] is not None and spec.data_dir is None:
-            spec = replace(spec, data_dir=str(obj["data_dir"]))
+        spec = _spec(obj, preset, settings)
         outcome = run_sweep(spec, run_dir or Path("runs") / spec.name, address=address)
     console.print(
         f"{outcome.ok}/{outcome.total} trials ok, {outcome.failed} failed, in {outcome.wall_s:.0f} s; "
         f"results in {outcome.run_dir / 'trials'}; tables: "
         f"python cli.py tables --results {outcome.run_dir} --out tables_out/"
     )
-
-
-
-def _spec_from_options(
-    obj: dict[str, Any], preset: str, config_file: Path | None, sets: tuple[str, ...]
-) -> Any:
-    """The preset with the --config file and --set pairs applied, as `sweep` builds it."""
-    from orchestration.presets import preset as preset_spec
-    from orchestration.spec import apply_settings, flatten, load_settings_file, parse_value
-
-    settings = {} if config_file is None else flatten(load_settings_file(config_file))
-    settings.update({key: parse_value(value) for key, value in parse_sets(sets).items()})
-    spec = apply_settings(preset_spec(preset), settings)
-    if obj["data_dir"] is not None and spec.data_dir is None:
-        spec = replace(spec, data_dir=str(obj["data_dir"]))
-    return spec
-
-
-def _spec_options(function: Any) -> Any:
-    for option in reversed((
-        click.option("--preset", default="smoke", show_default=True, help="smoke, cpu or paper."),
-        click.option(
-            "--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="YAML file of settings (nested or dotted keys) applied over the preset.",
-        ),
-        click.option("--set", "sets", multiple=True, help="Override a setting, e.g. seeds=[0,1,2]."),
-        click.option("--address", help="Run on this running Ray cluster (auto, HOST:6379, ray://HOST:10001)."),
-    )):
-        function = option(function)
-    return function
 
 
 @cli.command(name="select-aug")
@@ -509,11 +517,9 @@ def _spec_options(function: Any) -> Any:
 )
 @click.option("--points", type=int, default=300, show_default=True, help="At most this many t-SNE points per group.")
 @click.pass_obj
+@_takes_spec
 def select_aug(
-    obj: dict[str, Any],
-    preset: str,
-    config_file: Path | None,
-    sets: tuple[str, ...],
+    spec: Any,
     address: str | None,
     run_dir: Path | None,
     augmentations: tuple[str, ...],
@@ -527,7 +533,6 @@ def select_aug(
     from orchestration.search import run_select_aug
     from orchestration.select_aug import AUGMENTATION_SET
 
-    spec = _spec_from_options(obj, preset, config_file, sets)
     outcome = run_select_aug(
         spec, run_dir or Path("runs") / spec.name, augmentations=augmentations or AUGMENTATION_SET,
         points=points, address=address,
@@ -556,11 +561,9 @@ def select_aug(
     help="ASR points charged per point of clean dev accuracy lost against M_b.",
 )
 @click.pass_obj
+@_takes_spec
 def tune(
-    obj: dict[str, Any],
-    preset: str,
-    config_file: Path | None,
-    sets: tuple[str, ...],
+    spec: Any,
     address: str | None,
     run_dir: Path | None,
     attacks: tuple[str, ...],
@@ -575,7 +578,6 @@ def tune(
     """
     from orchestration.search import run_tuning
 
-    spec = _spec_from_options(obj, preset, config_file, sets)
     outcome = run_tuning(
         spec, run_dir or Path("runs") / f"{spec.name}-tune", attacks=attacks or None, samples=samples,
         penalty=penalty, address=address,

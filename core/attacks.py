@@ -53,11 +53,13 @@ def attack_config(name: str, **train_overrides: object) -> AttackConfig:
 
 @dataclass(frozen=True)
 class AttackResult:
-    """The backdoored model M_b, its test scores, and the poisoned training set it learned from."""
+    """The backdoored model M_b, its test scores, the poisoned training set it learned from, and the poisoned
+    dev (checkpoint selection) and test (scores) sets."""
 
     backdoored: Classifier
     evaluation: Evaluation
     poisoned_train: PoisonedSet
+    poisoned_dev: TextDataset
     poisoned_test: TextDataset
 
 
@@ -120,4 +122,10 @@ def run_attack(
     evaluation = evaluate(
         victim, test=splits.test, poisoned_test=poisoned_test, target=poison.target, max_length=train.max_length
     )
-    return AttackResult(backdoored=victim, evaluation=evaluation, poisoned_train=poisoned, poisoned_test=poisoned_test)
+    return AttackResult(
+        backdoored=victim,
+        evaluation=evaluation,
+        poisoned_train=poisoned,
+        poisoned_dev=poisoned_dev,
+        poisoned_test=poisoned_test,
+    )

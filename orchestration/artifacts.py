@@ -33,7 +33,6 @@ from core.models import (
     named_classifier,
     sha256_of,
 )
-from core.poison import poisoned_split
 from orchestration.masked_lm import cached_masked_lm
 from orchestration.spec import SweepSpec, attack_setup
 from orchestration.store import content_key
@@ -151,18 +150,16 @@ def backdoored(store: Store, spec: SweepSpec, dataset: str, attack: str, seed: i
         start = start_model(spec, seed)
         start.model.to(device)
         result = run_attack(start, splits, config, seed=seed)
-        target = config.poison.target
-        poisoned_dev = poisoned_split(splits.dev, config.poison, split="dev", seed=seed)
         dev = evaluate(
             result.backdoored,
             test=splits.dev,
-            poisoned_test=poisoned_dev,
-            target=target,
+            poisoned_test=result.poisoned_dev,
+            target=config.poison.target,
             max_length=spec.training.max_length,
         )
         save_model(result.backdoored, folder)
         write_dataset(folder / "poisoned_test.json", result.poisoned_test)
-        write_dataset(folder / "poisoned_dev.json", poisoned_dev)
+        write_dataset(folder / "poisoned_dev.json", result.poisoned_dev)
         scores = {"test": result.evaluation.percents(), "dev": dev.percents()}
         (folder / "scores.json").write_text(json.dumps(scores, indent=2))
 

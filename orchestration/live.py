@@ -17,12 +17,6 @@ def clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def restored(elapsed_s: float, wall_s: float) -> bool:
-    """Whether a trial's row came back from the store rather than being computed now: it arrived in under
-    half the time its row says the computation took (a resumed sweep must not count it in its pace)."""
-    return elapsed_s < 0.5 * wall_s
-
-
 @dataclass
 class SweepProgress:
     """Counts of the sweep's trials and this session's pace, from which the time left is estimated."""

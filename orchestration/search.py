@@ -119,8 +119,10 @@ def tune_cell(config: dict[str, Any]) -> None:
     """Ray Tune trainable: the MBTSAD cell with the proposed alpha and beta, scored on dev, reported once."""
     spec, cell = trial_inputs({k: v for k, v in config.items() if k != "penalty"})
     store, device = _worker(spec)
-    row = run_trial(spec, cell, store=store, device=device)
-    reference = run_trial(spec, Cell(cell.dataset, cell.attack, "none", None, cell.seed), store=store, device=device)
+    row = run_trial(spec, cell, store=store, device=device).row
+    reference = run_trial(
+        spec, Cell(cell.dataset, cell.attack, "none", None, cell.seed), store=store, device=device
+    ).row
     score = objective(asr=row["asr"], cacc=row["cacc"], reference_cacc=reference["cacc"], penalty=config["penalty"])
     tune.report({"objective": score, "cacc": row["cacc"], "asr": row["asr"], "reference_cacc": reference["cacc"]})
 

@@ -34,10 +34,10 @@ from rich.console import Console
 from rich.live import Live
 
 from core.data import resolve_data_dir
-from orchestration.live import SweepProgress, clock, restored
+from orchestration.live import SweepProgress, clock
 from orchestration.results import row_path, trial_row, write_row
 from orchestration.spec import Cell, Resources, SweepSpec, cells, read_best_params, spec_from_dict, spec_to_dict
-from orchestration.trial import run_trial, trial_id
+from orchestration.trial import TrialResult, run_trial, trial_id
 from orchestration.uri_store import open_store
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +48,7 @@ LOCKS = "mbtsad-build-locks"  # the named actor that leases cluster-wide build l
 LEASE_S = 120.0  # a build lock lapses this long after its holder stops renewing it (a lost node)
 SHIPPED_EXCLUDES = [".git", "runs", ".venv", ".pytest_cache", ".ruff_cache", "*.parquet"]  # not sent to workers
 CELL_ID = "cell_id"  # the reported name of a row's trial_id
+COMPUTED = "computed"  # reported beside the row: False when the store already held it
 WORKER_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -163,9 +164,11 @@ def trial_error(trial: Any) -> str:
     return last_line(path.read_text() if path is not None and path.is_file() else None)
 
 
-def reported(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A result row as the trainable reports it: Tune stamps its own `trial_id` on results, so ours is `cell_id`."""
-    return {**{k: v for k, v in row.items() if k != "trial_id"}, CELL_ID: row["trial_id"]}
+def reported(result: TrialResult) -> dict[str, Any]:
+    """A result row as the trainable reports it: Tune stamps its own `trial_id` on results, so ours is `cell_id`;
+    `computed` says whether this trial computed the row or read it from the store."""
+    row = result.row
+    return {**{k: v for k, v in row.items() if k != "trial_id"}, CELL_ID: row["trial_id"], COMPUTED: result.computed}
 
 
 def row_of(result: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -213,8 +216,7 @@ class SweepMonitor(tune.Callback):
             return
         write_row(self.run_dir, row)
         scores = ", ".join(f"{k.upper()} {row[k]:.2f}" for k in ("cacc", "asr") if row.get(k) is not None)
-        elapsed = time.monotonic() - self.started.get(trial.trial_id, time.monotonic())
-        if restored(elapsed, row["wall_s"]):
+        if not result.get(COMPUTED, True):
             self.restored.add(trial.trial_id)
         origin = " (from the store)" if trial.trial_id in self.restored else ""
         self.scores[trial.trial_id] = f"{scores} in {clock(row['wall_s'])}{origin}"

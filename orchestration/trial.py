@@ -99,7 +99,15 @@ def score_cell(spec: SweepSpec, cell: Cell, store: Store, device: torch.device) 
     return score(defense.run(inputs, config))
 
 
-def run_trial(spec: SweepSpec, cell: Cell, *, store: Store, device: torch.device) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class TrialResult:
+    """A cell's result row, and whether this call computed it."""
+
+    row: dict[str, Any]
+    computed: bool  # False when the store already held the row (a repeated, resumed or concurrent trial)
+
+
+def run_trial(spec: SweepSpec, cell: Cell, *, store: Store, device: torch.device) -> TrialResult:
     """The cell's result row, computed once per (settings, weights, data) and read from the store after."""
     splits = load_data(spec, cell.dataset)
     fields = {
@@ -107,8 +115,10 @@ def run_trial(spec: SweepSpec, cell: Cell, *, store: Store, device: torch.device
         "weights": model_identity(spec),
         "content": dataset_digest(splits.train, splits.dev, splits.test),
     }
+    computed = False
 
     def build(folder: Path) -> None:
+        nonlocal computed
         started = time.perf_counter()
         scores = score_cell(spec, cell, store, device)
         row = trial_row(
@@ -119,5 +129,7 @@ def run_trial(spec: SweepSpec, cell: Cell, *, store: Store, device: torch.device
             scores=scores,
         )
         (folder / "row.json").write_text(json.dumps(row, indent=2))
+        computed = True
 
-    return json.loads((store.get_or_build("trial", fields, build) / "row.json").read_text())
+    row = json.loads((store.get_or_build("trial", fields, build) / "row.json").read_text())
+    return TrialResult(row=row, computed=computed)

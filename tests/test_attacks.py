@@ -92,4 +92,5 @@ def test_every_command_scores_a_seed_on_the_same_poisoned_test(tiny, sst2_small:
     same = poisoned_split(sst2_small.test, config.poison, split="test", seed=3)
     assert result.poisoned_test == same  # what `evaluate`, `defend` and the sweep rebuild from the seed
     assert result.poisoned_test != poisoned_split(sst2_small.test, config.poison, split="test", seed=4)
+    assert result.poisoned_dev == poisoned_split(sst2_small.dev, config.poison, split="dev", seed=3)
     assert all(set(text.split()) & set(BADNETS_TRIGGERS) for text in same.texts)

@@ -172,11 +172,13 @@ def test_one_backdoored_model_and_one_teacher_serve_every_defence(tmp_path: Path
     store = CountingStore(ArtifactStore(tmp_path))
     plan = [c for c in cells(spec) if c.defense != "aug-ft"]
     with ThreadPoolExecutor(max_workers=len(plan)) as pool:  # all at once: the file lock decides who builds
-        rows = list(pool.map(lambda c: run_trial(spec, c, store=store, device=torch.device("cpu")), plan))
+        results = list(pool.map(lambda c: run_trial(spec, c, store=store, device=torch.device("cpu")), plan))
+    rows = [result.row for result in results]
     assert store.builds == {"backdoored": 1, "augmented": 1, "retrained": 1, "trial": len(plan)}
     assert {r["defense"] for r in rows} == {c.defense for c in plan} and all(r["status"] == "ok" for r in rows)
+    assert all(result.computed for result in results)  # each cell is its own row, so each call computed it
     again = run_trial(spec, plan[2], store=store, device=torch.device("cpu"))  # a repeated trial reads its row
-    assert again == rows[2] and store.builds["trial"] == len(plan)
+    assert again.row == rows[2] and not again.computed and store.builds["trial"] == len(plan)
 
 
 # ------------------------------------------------------------------------------------- real Ray sweeps
@@ -217,6 +219,12 @@ def test_smoke_sweep_end_to_end_writes_one_row_per_cell(tmp_path: Path) -> None:
     assert f"{len(rows)}/{len(rows)} trials ok" in output
     assert all(word in output for word in (" done, ", " running, ", " failed, ", "ETA "))  # the progress lines
     assert not load_results(run_dir).trials.is_empty()  # the tables read what the sweep wrote
+    again = run_cli("--run-dir", str(tmp_path / "again"), *set_args({**SMALL, "store": str(tmp_path / "store")}))
+    output, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, output
+    assert output.count("(from the store)") == len(rows)  # every row read back, none computed again
+    progress = [line for line in output.splitlines() if "(from the store)" in line]
+    assert all("ETA estimating" in line for line in progress)  # rows from the store set no pace
 
 
 def test_resume_after_the_driver_is_killed_skips_finished_trials(tmp_path: Path) -> None:
@@ -322,11 +330,3 @@ def test_a_uri_store_builds_once_across_nodes_under_the_cluster_lock(tmp_path: P
     assert log.read_text() == "built\n"
     assert len(list((tmp_path / "shared" / "demo").glob(f"*/{MANIFEST}"))) == 1
 
-
-def test_rows_back_from_the_store_do_not_set_the_pace() -> None:
-    from orchestration.live import SweepProgress, restored
-
-    assert restored(elapsed_s=3.0, wall_s=1422.3)  # a 24-minute trial answered from the store in seconds
-    assert not restored(elapsed_s=101.0, wall_s=97.0)  # computed now (the row's wall excludes actor start-up)
-    progress = SweepProgress(total=10, done=4, finished_here=0)
-    assert progress.eta() is None and "ETA estimating" in progress.summary()

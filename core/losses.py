@@ -20,24 +20,48 @@ def attention_enhancement(*, attention: torch.Tensor) -> torch.Tensor:
     return attention.float().pow(2).sum(dim=1)
 
 
+ATTENTION_AXES = ("map", "query", "key")  # what eq. 4 normalises: the l x l map, each query's row, per-key totals
+
+
 def attention_transfer_loss(
     *,
     teacher_attentions: Sequence[torch.Tensor],
     student_attentions: Sequence[torch.Tensor],
     attention_mask: torch.Tensor,
+    axis: str = "map",
 ) -> torch.Tensor:
-    """Eq. 2 and 4: per layer, the batch mean of ||AE_t/||AE_t|| - AE_s/||AE_s|| ||_2; summed over layers."""
+    """Eq. 2 and 4: per layer, the batch mean of ||AE_t/||AE_t|| - AE_s/||AE_s|| ||_2; summed over layers.
+
+    `axis` "map" is the paper's eq. 4 (the flattened l x l map). The alternatives, for the diagnosis of
+    docs/real-run.md: "query" applies eq. 4 to each valid query's row of AE and averages over those rows;
+    "key" first sums AE over the queries, giving one attention total per key token, as NAD's spatial maps.
+    """
+    if axis not in ATTENTION_AXES:
+        raise ValueError(f"unknown attention axis {axis!r}; valid: {', '.join(ATTENTION_AXES)}")
     if len(teacher_attentions) != len(student_attentions):
         raise ValueError(f"{len(teacher_attentions)} teacher layers but {len(student_attentions)} student layers")
     valid = attention_mask.float()
-    pair_mask = (valid[:, :, None] * valid[:, None, :]).flatten(1)  # padded rows and columns out
+    pair_mask = valid[:, :, None] * valid[:, None, :]  # padded rows and columns out
     total = torch.zeros((), device=attention_mask.device)
     for teacher, student in zip(teacher_attentions, student_attentions, strict=True):
-        maps_t = attention_enhancement(attention=teacher).flatten(1) * pair_mask
-        maps_s = attention_enhancement(attention=student).flatten(1) * pair_mask
-        diff = F.normalize(maps_t, dim=1, eps=NORM_EPS) - F.normalize(maps_s, dim=1, eps=NORM_EPS)
-        total = total + torch.linalg.vector_norm(diff, dim=1).mean()
+        maps_t = attention_enhancement(attention=teacher) * pair_mask
+        maps_s = attention_enhancement(attention=student) * pair_mask
+        total = total + _normalised_distance(maps_t, maps_s, valid, axis).mean()
     return total
+
+
+def _normalised_distance(maps_t: torch.Tensor, maps_s: torch.Tensor, valid: torch.Tensor, axis: str) -> torch.Tensor:
+    """Eq. 4's distance between [batch, l, l] maps along `axis`, one value per example."""
+    if axis == "query":
+        rows = F.normalize(maps_t, dim=2, eps=NORM_EPS) - F.normalize(maps_s, dim=2, eps=NORM_EPS)
+        per_row = torch.linalg.vector_norm(rows, dim=2) * valid
+        return per_row.sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)
+    if axis == "key":
+        maps_t, maps_s = maps_t.sum(dim=1), maps_s.sum(dim=1)
+    else:
+        maps_t, maps_s = maps_t.flatten(1), maps_s.flatten(1)
+    diff = F.normalize(maps_t, dim=1, eps=NORM_EPS) - F.normalize(maps_s, dim=1, eps=NORM_EPS)
+    return torch.linalg.vector_norm(diff, dim=1)
 
 
 def hidden_state_loss(

@@ -26,6 +26,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -39,6 +40,7 @@ from transformers.utils import ModelOutput
 from core.batching import Batch, batches, predict
 from core.data import TextDataset
 from core.losses import (
+    ATTENTION_AXES,
     attention_transfer_loss,
     classification_loss,
     hidden_state_loss,
@@ -190,13 +192,14 @@ def _layerwise(ctx: StepContext) -> torch.Tensor:
     )
 
 
-def _attention_transfer(ctx: StepContext) -> torch.Tensor:
+def _attention_transfer(ctx: StepContext, *, axis: str = "map") -> torch.Tensor:
     if not ctx.outputs.attentions or ctx.outputs.attentions[0] is None:
         raise ValueError("the model returned no attention maps; load it with attn_implementation='eager'")
     return attention_transfer_loss(
         teacher_attentions=ctx.teacher_outputs.attentions,
         student_attentions=ctx.outputs.attentions,
         attention_mask=ctx.batch.attention_mask,
+        axis=axis,
     )
 
 
@@ -218,11 +221,18 @@ def layerwise_term(weight: float = 1.0) -> LossTerm:
     return LossTerm(name="layerwise_ce", weight=weight, fn=_layerwise, needs=frozenset({"hidden_states"}))
 
 
-def distillation_terms(*, alpha: float, beta: float, attention: float = 1.0) -> tuple[LossTerm, ...]:
+def distillation_terms(
+    *, alpha: float, beta: float, attention: float = 1.0, attention_axis: str = "map"
+) -> tuple[LossTerm, ...]:
     """Eq. 1 as terms: attention * L_a + alpha * L_cls + beta * L_h; zero-weight terms are dropped."""
+    if attention_axis not in ATTENTION_AXES:
+        raise ValueError(f"unknown attention axis {attention_axis!r}; valid: {', '.join(ATTENTION_AXES)}")
     terms = (
         LossTerm(
-            name="attention", weight=attention, fn=_attention_transfer, needs=frozenset({"attentions", "teacher"})
+            name="attention",
+            weight=attention,
+            fn=functools.partial(_attention_transfer, axis=attention_axis),
+            needs=frozenset({"attentions", "teacher"}),
         ),
         LossTerm(name="ce", weight=alpha, fn=_cross_entropy),
         LossTerm(name="hidden", weight=beta, fn=_hidden, needs=frozenset({"hidden_states", "teacher"})),

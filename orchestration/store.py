@@ -9,17 +9,35 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 MANIFEST = "artifact.json"  # written last inside each artifact folder: its presence means complete
+# A settings field whose metadata sets this was added after results existed: it enters a key only when it
+# differs from its default, so existing stores and finished trials keep their keys.
+OMIT_DEFAULT = "omit_default_from_keys"
 
 
 def content_key(kind: str, fields: Mapping[str, Any]) -> str:
     """A short stable hash of an artifact's kind and every field that determines it."""
     canonical = json.dumps({"kind": kind, **fields}, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+
+def key_fields(settings: Any) -> Any:
+    """Settings (dataclasses, nested) as content_key's fields: as `asdict`, less OMIT_DEFAULT fields at default."""
+    if is_dataclass(settings) and not isinstance(settings, type):
+        return {
+            f.name: key_fields(getattr(settings, f.name))
+            for f in fields(settings)
+            if not (f.metadata.get(OMIT_DEFAULT) and getattr(settings, f.name) == f.default)
+        }
+    if isinstance(settings, list | tuple):
+        return [key_fields(item) for item in settings]
+    if isinstance(settings, dict):
+        return {key: key_fields(value) for key, value in settings.items()}
+    return settings
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -30,7 +30,7 @@ from orchestration.artifacts import (
 )
 from orchestration.results import trial_row
 from orchestration.spec import MBTSAD_FAMILY, Cell, SweepSpec, attack_setup, defense_setup
-from orchestration.store import content_key
+from orchestration.store import content_key, key_fields
 from orchestration.uri_store import Store
 
 
@@ -43,7 +43,7 @@ def trial_fields(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
         "data": dataclasses.asdict(spec.data),
         "attack": dataclasses.asdict(attack_setup(spec, cell.attack)),
         "defense": cell.defense,
-        "config": None if config is None else dataclasses.asdict(config),
+        "config": None if config is None else key_fields(config),
         "augmentation": cell.augmentation,
         "mlm": dataclasses.asdict(spec.mlm) if cell.augmentation == "cwea" else None,
         "seed": cell.seed,

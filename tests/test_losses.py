@@ -80,14 +80,50 @@ def test_attention_transfer_matches_eq_4_summed_over_layers_and_averaged_over_ba
     torch.testing.assert_close(loss, expected)
 
 
-def test_attention_transfer_ignores_padded_rows_and_columns() -> None:
+def direct_at_along(teacher: torch.Tensor, student: torch.Tensor, axis: str) -> torch.Tensor:
+    """The "query" and "key" variants of eq. 4 for one unpadded example, written out row by row."""
+    ae_t = sum(teacher[j] ** 2 for j in range(teacher.shape[0]))
+    ae_s = sum(student[j] ** 2 for j in range(student.shape[0]))
+    if axis == "key":
+        t, s = ae_t.sum(dim=0), ae_s.sum(dim=0)
+        return torch.sqrt(((t / t.norm() - s / s.norm()) ** 2).sum())
+    rows = [torch.sqrt(((t / t.norm() - s / s.norm()) ** 2).sum()) for t, s in zip(ae_t, ae_s, strict=True)]
+    return torch.stack(rows).mean()
+
+
+@pytest.mark.parametrize("axis", ["query", "key"])
+def test_attention_transfer_along_other_axes_matches_a_direct_computation(axis: str) -> None:
+    g = torch.Generator().manual_seed(5)
+    teacher = tuple(random_attention(g, 3, 2, 6) for _ in range(2))
+    student = tuple(random_attention(g, 3, 2, 6) for _ in range(2))
+    expected = sum(sum(direct_at_along(teacher[n][b], student[n][b], axis) for b in range(3)) / 3 for n in range(2))
+    loss = attention_transfer_loss(
+        teacher_attentions=teacher, student_attentions=student, attention_mask=torch.ones(3, 6), axis=axis
+    )
+    whole_map = attention_transfer_loss(
+        teacher_attentions=teacher, student_attentions=student, attention_mask=torch.ones(3, 6)
+    )
+    torch.testing.assert_close(loss, expected)
+    assert abs(loss.item() - whole_map.item()) > 1e-3  # a different quantity from the paper's eq. 4
+
+
+def test_attention_transfer_rejects_an_unknown_axis() -> None:
+    maps = (torch.ones(1, 1, 2, 2),)
+    with pytest.raises(ValueError, match="unknown attention axis 'heads'"):
+        attention_transfer_loss(
+            teacher_attentions=maps, student_attentions=maps, attention_mask=torch.ones(1, 2), axis="heads"
+        )
+
+
+@pytest.mark.parametrize("axis", ["map", "query", "key"])
+def test_attention_transfer_ignores_padded_rows_and_columns(axis: str) -> None:
     g = torch.Generator().manual_seed(3)
     lengths = (3, 5, 8)
     teachers = [random_attention(g, 1, 2, n) for n in lengths]
     students = [random_attention(g, 1, 2, n) for n in lengths]
     alone = [
         attention_transfer_loss(
-            teacher_attentions=(t,), student_attentions=(s,), attention_mask=torch.ones(1, t.shape[-1])
+            teacher_attentions=(t,), student_attentions=(s,), attention_mask=torch.ones(1, t.shape[-1]), axis=axis
         )
         for t, s in zip(teachers, students, strict=True)
     ]
@@ -96,6 +132,7 @@ def test_attention_transfer_ignores_padded_rows_and_columns() -> None:
         teacher_attentions=(torch.cat([pad_maps(t, 8, g) for t in teachers]),),
         student_attentions=(torch.cat([pad_maps(s, 8, g) for s in students]),),
         attention_mask=mask,
+        axis=axis,
     )
     torch.testing.assert_close(batched, torch.stack(alone).mean())
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.store import MANIFEST, ArtifactStore, content_key, write_atomic
+from core.defenses.mbtsad import MbtsadConfig
+from orchestration.store import MANIFEST, ArtifactStore, content_key, key_fields, write_atomic
 
 
 def _build_slowly(root: str, counter: str) -> None:
@@ -27,6 +28,14 @@ def test_key_depends_on_every_field() -> None:
     assert content_key("m", base) != content_key("m", {**base, "seed": 1})
     assert content_key("m", base) != content_key("m", {**base, "triggers": ["mn"]})
     assert content_key("m", base) != content_key("d", base)
+
+
+def test_a_setting_added_later_keys_only_when_changed() -> None:
+    paper, rows = MbtsadConfig(), MbtsadConfig(attention_axis="query")
+    assert "attention_axis" not in key_fields(paper) and key_fields(rows)["attention_axis"] == "query"
+    assert key_fields(paper)["train"]["lr"] == paper.train.lr  # nested settings are all there
+    assert content_key("trial", key_fields(paper)) != content_key("trial", key_fields(rows))
+    assert content_key("trial", key_fields(MbtsadConfig(alpha=0.5))) != content_key("trial", key_fields(paper))
 
 
 def test_concurrent_builders_build_once(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from core.defenses.aug_ft import AugFtConfig, Augment, augmented_set
 from core.defenses.base import Defense, DefenseInputs
 from core.defenses.cft import EpochCallback, StepCallback, clean_finetune
+from core.losses import ATTENTION_AXES
 from core.models import Classifier
 from core.train import FitResult, LossTerm, TrainConfig, distillation_terms, fit
 
@@ -30,8 +31,13 @@ class MbtsadConfig:
     beta: float = 1.0  # weight of L_h in eq. 1; the paper tunes it per attack
     terms: tuple[str, ...] = TERMS  # which of L_a, L_cls, L_h the distillation keeps (the ablations drop some)
     train: TrainConfig = DISTIL  # step 2: lr 5e-4, clean-dev selection; seed comes from the inputs
+    # Eq. 4 on the whole l x l map (the paper); "query" or "key": see core.losses. Added after the first
+    # sweeps, so result keys name it only when changed (orchestration.store.OMIT_DEFAULT).
+    attention_axis: str = field(default="map", metadata={"omit_default_from_keys": True})
 
     def __post_init__(self) -> None:
+        if self.attention_axis not in ATTENTION_AXES:
+            raise ValueError(f"attention_axis must be one of {ATTENTION_AXES}, got {self.attention_axis!r}")
         unknown = [term for term in self.terms if term not in TERMS]
         if unknown or not self.terms or len(set(self.terms)) != len(self.terms):
             raise ValueError(f"terms must be distinct names from {TERMS}, got {self.terms}")
@@ -59,6 +65,7 @@ def loss_terms(config: MbtsadConfig) -> tuple[LossTerm, ...]:
         attention=1.0 if "attention" in config.terms else 0.0,
         alpha=config.alpha if "ce" in config.terms else 0.0,
         beta=config.beta if "hidden" in config.terms else 0.0,
+        attention_axis=config.attention_axis,
     )
 
 

@@ -20,7 +20,9 @@ def attention_enhancement(*, attention: torch.Tensor) -> torch.Tensor:
     return attention.float().pow(2).sum(dim=1)
 
 
-ATTENTION_AXES = ("map", "query", "key")  # what eq. 4 normalises: the l x l map, each query's row, per-key totals
+# What eq. 4 normalises: the whole l x l map (the paper, SPEC), each query's row, each key's column, or the
+# column totals (one value per key token, like NAD's spatial maps). AE's axes are [query, key].
+ATTENTION_AXES = ("map", "row", "column", "received")
 
 
 def attention_transfer_loss(
@@ -32,9 +34,10 @@ def attention_transfer_loss(
 ) -> torch.Tensor:
     """Eq. 2 and 4: per layer, the batch mean of ||AE_t/||AE_t|| - AE_s/||AE_s|| ||_2; summed over layers.
 
-    `axis` "map" is the paper's eq. 4 (the flattened l x l map). The alternatives, for the diagnosis of
-    docs/real-run.md: "query" applies eq. 4 to each valid query's row of AE and averages over those rows;
-    "key" first sums AE over the queries, giving one attention total per key token, as NAD's spatial maps.
+    `axis` "map" is the paper's eq. 4 on the flattened l x l map. The alternatives serve the diagnosis in
+    docs/real-run.md: "row" applies eq. 4 to each valid query's row (the attention a token pays) and averages
+    over those rows; "column" does the same for each key's column (the attention a token receives), which is
+    what `F.normalize`'s default dim gives on [batch, l, l] maps; "received" first sums each column.
     """
     if axis not in ATTENTION_AXES:
         raise ValueError(f"unknown attention axis {axis!r}; valid: {', '.join(ATTENTION_AXES)}")
@@ -52,11 +55,12 @@ def attention_transfer_loss(
 
 def _normalised_distance(maps_t: torch.Tensor, maps_s: torch.Tensor, valid: torch.Tensor, axis: str) -> torch.Tensor:
     """Eq. 4's distance between [batch, l, l] maps along `axis`, one value per example."""
-    if axis == "query":
-        rows = F.normalize(maps_t, dim=2, eps=NORM_EPS) - F.normalize(maps_s, dim=2, eps=NORM_EPS)
-        per_row = torch.linalg.vector_norm(rows, dim=2) * valid
-        return per_row.sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)
-    if axis == "key":
+    if axis in ("row", "column"):
+        dim = 2 if axis == "row" else 1  # normalise over keys within a row, or over queries within a column
+        diff = F.normalize(maps_t, dim=dim, eps=NORM_EPS) - F.normalize(maps_s, dim=dim, eps=NORM_EPS)
+        per_vector = torch.linalg.vector_norm(diff, dim=dim) * valid
+        return per_vector.sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)
+    if axis == "received":
         maps_t, maps_s = maps_t.sum(dim=1), maps_s.sum(dim=1)
     else:
         maps_t, maps_s = maps_t.flatten(1), maps_s.flatten(1)

@@ -81,17 +81,19 @@ def test_attention_transfer_matches_eq_4_summed_over_layers_and_averaged_over_ba
 
 
 def direct_at_along(teacher: torch.Tensor, student: torch.Tensor, axis: str) -> torch.Tensor:
-    """The "query" and "key" variants of eq. 4 for one unpadded example, written out row by row."""
+    """The other readings of eq. 4 for one unpadded example, written out vector by vector."""
     ae_t = sum(teacher[j] ** 2 for j in range(teacher.shape[0]))
     ae_s = sum(student[j] ** 2 for j in range(student.shape[0]))
-    if axis == "key":
+    if axis == "received":
         t, s = ae_t.sum(dim=0), ae_s.sum(dim=0)
         return torch.sqrt(((t / t.norm() - s / s.norm()) ** 2).sum())
+    if axis == "column":
+        ae_t, ae_s = ae_t.T, ae_s.T
     rows = [torch.sqrt(((t / t.norm() - s / s.norm()) ** 2).sum()) for t, s in zip(ae_t, ae_s, strict=True)]
     return torch.stack(rows).mean()
 
 
-@pytest.mark.parametrize("axis", ["query", "key"])
+@pytest.mark.parametrize("axis", ["row", "column", "received"])
 def test_attention_transfer_along_other_axes_matches_a_direct_computation(axis: str) -> None:
     g = torch.Generator().manual_seed(5)
     teacher = tuple(random_attention(g, 3, 2, 6) for _ in range(2))
@@ -115,7 +117,7 @@ def test_attention_transfer_rejects_an_unknown_axis() -> None:
         )
 
 
-@pytest.mark.parametrize("axis", ["map", "query", "key"])
+@pytest.mark.parametrize("axis", ["map", "row", "column", "received"])
 def test_attention_transfer_ignores_padded_rows_and_columns(axis: str) -> None:
     g = torch.Generator().manual_seed(3)
     lengths = (3, 5, 8)

@@ -31,8 +31,8 @@ def test_key_depends_on_every_field() -> None:
 
 
 def test_a_setting_added_later_keys_only_when_changed() -> None:
-    paper, rows = MbtsadConfig(), MbtsadConfig(attention_axis="query")
-    assert "attention_axis" not in key_fields(paper) and key_fields(rows)["attention_axis"] == "query"
+    paper, rows = MbtsadConfig(), MbtsadConfig(attention_axis="row")
+    assert "attention_axis" not in key_fields(paper) and key_fields(rows)["attention_axis"] == "row"
     assert key_fields(paper)["train"]["lr"] == paper.train.lr  # nested settings are all there
     assert content_key("trial", key_fields(paper)) != content_key("trial", key_fields(rows))
     assert content_key("trial", key_fields(MbtsadConfig(alpha=0.5))) != content_key("trial", key_fields(paper))

@@ -31,7 +31,7 @@ class MbtsadConfig:
     beta: float = 1.0  # weight of L_h in eq. 1; the paper tunes it per attack
     terms: tuple[str, ...] = TERMS  # which of L_a, L_cls, L_h the distillation keeps (the ablations drop some)
     train: TrainConfig = DISTIL  # step 2: lr 5e-4, clean-dev selection; seed comes from the inputs
-    # Eq. 4 on the whole l x l map (the paper); "query" or "key": see core.losses. Added after the first
+    # Eq. 4 on the whole l x l map (the paper); "row", "column" or "received": see core.losses. Added after the first
     # sweeps, so result keys name it only when changed (orchestration.store.OMIT_DEFAULT).
     attention_axis: str = field(default="map", metadata={"omit_default_from_keys": True})
 

@@ -300,7 +300,10 @@ def test_ablation_presets_drop_exactly_their_terms() -> None:
         assert replace(MBTSAD_VARIANTS[name], terms=TERMS) == MbtsadConfig()
     defaults = MbtsadConfig()
     assert (defaults.train.lr, defaults.teacher.train.lr, defaults.teacher.augmentation) == (5e-4, 2e-5, "ts")
-    assert {f.name for f in fields(MbtsadConfig)} == {"teacher", "alpha", "beta", "terms", "train"}
+    assert defaults.attention_axis == "map"  # SPEC's eq. 4 on the flattened map
+    assert {f.name for f in fields(MbtsadConfig)} == {"teacher", "alpha", "beta", "terms", "train", "attention_axis"}
+    with pytest.raises(ValueError, match="attention_axis must be one of"):
+        MbtsadConfig(attention_axis="heads")
     with pytest.raises(ValueError, match="valid: mbtsad, mbtsad-no-att"):
         variant("mbtsad-no-cls")
     with pytest.raises(ValueError, match="terms must be"):

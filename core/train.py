@@ -40,7 +40,6 @@ from transformers.utils import ModelOutput
 from core.batching import Batch, batches, predict
 from core.data import TextDataset
 from core.losses import (
-    ATTENTION_AXES,
     attention_transfer_loss,
     classification_loss,
     hidden_state_loss,
@@ -225,8 +224,6 @@ def distillation_terms(
     *, alpha: float, beta: float, attention: float = 1.0, attention_axis: str = "map"
 ) -> tuple[LossTerm, ...]:
     """Eq. 1 as terms: attention * L_a + alpha * L_cls + beta * L_h; zero-weight terms are dropped."""
-    if attention_axis not in ATTENTION_AXES:
-        raise ValueError(f"unknown attention axis {attention_axis!r}; valid: {', '.join(ATTENTION_AXES)}")
     terms = (
         LossTerm(
             name="attention",

@@ -7,7 +7,6 @@ training again; none holds the code version, so after changing `core/` point `st
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -35,7 +34,7 @@ from core.models import (
 )
 from orchestration.masked_lm import cached_masked_lm
 from orchestration.spec import SweepSpec, attack_setup
-from orchestration.store import content_key
+from orchestration.store import content_key, key_fields
 from orchestration.uri_store import Store
 
 # ------------------------------------------------------------------------------------- identities
@@ -54,7 +53,7 @@ def model_identity(spec: SweepSpec) -> dict[str, Any]:
     """What the starting weights are: the tiny model's shape and vocabulary, or a weights digest."""
     if spec.model == "tiny":
         vocab = resolve_data_dir(spec.data_dir) / "bert-base-uncased" / "vocab.txt"
-        return {"model": "tiny", "config": dataclasses.asdict(TinyConfig()), "vocab": sha256_of(vocab)}
+        return {"model": "tiny", "config": key_fields(TinyConfig()), "vocab": sha256_of(vocab)}
     if spec.model == "minilm":
         return {"model": "minilm", "weights": DEFAULT_ENCODER_SHA256}
     return {"model": "folder", "weights": _weights_digest(spec.model)}
@@ -142,7 +141,7 @@ def backdoored(store: Store, spec: SweepSpec, dataset: str, attack: str, seed: i
     fields = {
         "model": model_identity(spec),
         "data": dataset_digest(splits.train, splits.dev, splits.test),
-        "attack": dataclasses.asdict(config),
+        "attack": key_fields(config),
         "seed": seed,
     }
 
@@ -198,9 +197,9 @@ def augmented(
     """D_a and its content key: `config.copies` augmented copies of D_c, independent of the attack."""
     fields = {
         "clean": dataset_digest(clean),
-        "augmentation": {k: v for k, v in dataclasses.asdict(config).items() if k != "train"},
+        "augmentation": {k: v for k, v in key_fields(config).items() if k != "train"},
         "seed": seed,
-        "mlm": dataclasses.asdict(spec.mlm) if config.augmentation == "cwea" else None,
+        "mlm": key_fields(spec.mlm) if config.augmentation == "cwea" else None,
         "model": model_identity(spec) if config.augmentation == "cwea" else None,
     }
 
@@ -230,7 +229,7 @@ def retrained(
     fields = {
         "suspect": suspect.key,
         "data": data_key,
-        "train": dataclasses.asdict(config.train),
+        "train": key_fields(config.train),
         "dev": dataset_digest(dev),
         "seed": seed,
     }

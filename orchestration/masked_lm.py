@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -12,7 +11,7 @@ from transformers import BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBa
 from core.augment import MaskedLM
 from core.mlm import MlmHeadConfig, fit_mlm_head
 from core.models import sha256_of
-from orchestration.store import ArtifactStore
+from orchestration.store import ArtifactStore, key_fields
 
 
 def state_digest(model: PreTrainedModel) -> str:
@@ -38,7 +37,7 @@ def cached_masked_lm(
     fields = {
         "encoder": encoder_key,
         "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
-        "config": asdict(config),
+        "config": key_fields(config),
         "seed": seed,
     }
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from torch import nn
+from transformers import PreTrainedTokenizerBase
 
 from core.batching import predict
 from core.data import Splits, TextDataset
@@ -49,6 +50,18 @@ def attack_config(name: str, **train_overrides: object) -> AttackConfig:
         raise ValueError(f"unknown attack {name!r}; valid: {', '.join(ATTACKS)}")
     config = ATTACKS[name]
     return replace(config, train=replace(config.train, **train_overrides)) if train_overrides else config
+
+
+def word_token_ids(tokenizer: PreTrainedTokenizerBase, word: str) -> tuple[int, ...]:
+    """The vocabulary ids `word` takes in a text, first and after a space: one id in WordPiece, two in byte-level
+    BPE (RoBERTa's `cf` and `Ġcf`); each form must be a single known token."""
+    ids = []
+    for form in (word, f" {word}"):
+        pieces = tokenizer(form, add_special_tokens=False)["input_ids"]
+        if len(pieces) != 1 or pieces[0] == tokenizer.unk_token_id:
+            raise ValueError(f"trigger {form!r} is not a single known token of this tokenizer (ids {pieces})")
+        ids.append(int(pieces[0]))
+    return tuple(dict.fromkeys(ids))
 
 
 @dataclass(frozen=True)
@@ -105,14 +118,14 @@ def run_attack(
     if poison.attack == "ep":
         clean = replace(config.clean_train, seed=seed)
         fit(model, victim.tokenizer, splits.train, config=clean, terms=(cross_entropy_term(),), dev=splits.dev, **hooks)
-        (token_id,) = victim.tokenizer.convert_tokens_to_ids([EP_TRIGGER])
+        token_ids = word_token_ids(victim.tokenizer, EP_TRIGGER)
         fit(
             model,
             victim.tokenizer,
             poisoned.data.subset(poisoned.poisoned),
             config=train,
             terms=(cross_entropy_term(),),
-            update=embedding_row_update(model, token_id=token_id),
+            update=embedding_row_update(model, token_ids=token_ids),
             score=score,
             **hooks,
         )

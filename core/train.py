@@ -4,7 +4,7 @@ A method is a tuple of weighted `LossTerm`s, an `Update` (which parameters move,
 around each optimizer step) and an optional frozen teacher:
 - fine-tuning (attack, CFT, TS-FT): `(cross_entropy_term(),)`;
 - LWP: `(layerwise_term(),)`;
-- EP: `(cross_entropy_term(),)` with `embedding_row_update(model, token_id=...)`;
+- EP: `(cross_entropy_term(),)` with `embedding_row_update(model, token_ids=...)`;
 - MBTSAD and its ablations: `distillation_terms(alpha=..., beta=...)` with `teacher=M_p`.
 
 Choices worth knowing:
@@ -151,23 +151,25 @@ def all_parameters(model: nn.Module) -> Update:
     return Update(parameters=tuple(p for p in model.parameters() if p.requires_grad))
 
 
-def embedding_row_update(model: PreTrainedModel, *, token_id: int) -> Update:
-    """EP: train only the input-embedding row of `token_id`, rescaled to its norm at call time."""
+def embedding_row_update(model: PreTrainedModel, *, token_ids: Sequence[int]) -> Update:
+    """EP and RAP: train only the input-embedding rows of `token_ids` (a word's forms: byte-level BPE has one
+    at the start of a text and one after a space), each rescaled to its norm at call time."""
     weight = model.get_input_embeddings().weight
     original = weight.detach().clone()
-    norm = original[token_id].norm()
-    row = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
-    row[token_id] = 1.0
+    rows = torch.tensor(sorted(set(token_ids)), device=weight.device)
+    norms = original[rows].norm(dim=1, keepdim=True)
+    mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
+    mask[rows] = 1.0
 
     def mask_gradient() -> None:
-        weight.grad.mul_(row)
+        weight.grad.mul_(mask)
 
     def restore() -> None:
-        # Weight decay touches every row of the matrix: put the others back, then fix the row's norm.
+        # Weight decay touches every row of the matrix: put the others back, then fix each row's norm.
         with torch.no_grad():
-            trained = weight[token_id].clone()
+            trained = weight[rows].clone()
             weight.copy_(original)
-            weight[token_id] = trained * (norm / trained.norm())
+            weight[rows] = trained * (norms / trained.norm(dim=1, keepdim=True))
 
     return Update(parameters=(weight,), before_step=mask_gradient, after_step=restore)
 

@@ -120,7 +120,7 @@ def test_embedding_poisoning_moves_only_the_trigger_row_and_keeps_its_norm(
     before = state(model)
     embeddings = "bert.embeddings.word_embeddings.weight"
     config = TrainConfig(lr=5e-2, epochs=2, batch_size=16, bf16=False)
-    update = embedding_row_update(model, token_id=trigger)
+    update = embedding_row_update(model, token_ids=(trigger,))
     fit(model, tiny.tokenizer, poisoned, config=config, terms=(cross_entropy_term(),), update=update)
     assert changed(before, model) == {embeddings}
     after = model.state_dict()[embeddings]

@@ -114,7 +114,7 @@ def train_rap_word(classifier: Classifier, construct: TextDataset, *, config: Ra
         inserted,
         config=replace(config.train, seed=seed),
         terms=(rap_term(token_id=token_id, config=config),),
-        update=embedding_row_update(model, token_id=token_id),
+        update=embedding_row_update(model, token_ids=(token_id,)),
     )
     return Classifier(model=model.eval(), tokenizer=classifier.tokenizer)
 

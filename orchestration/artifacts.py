@@ -1,8 +1,8 @@
 """A sweep's shared work, built once per key in the artifact store: M_b, D_a and the TS-FT teacher.
 
-Each key holds everything that determines the artifact (model weights, data, settings, seed), so a
-trial of another defence, a resumed sweep or the `tune` command reads the same folder instead of
-training again; none holds the code version, so after changing `core/` point `store` at a new folder.
+Each key holds everything that determines the artifact (model weights, data, settings, seed, and the
+code: `orchestration.store.content_key` adds it), so a trial of another defence, a resumed sweep or the
+`tune` command reads the same folder instead of training again, and other code builds its own.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from core.models import (
     TinyConfig,
     default_encoder_dir,
     load_classifier,
-    named_classifier,
     sha256_of,
 )
+from orchestration.hub import fetch, hub_model, model_folder, open_classifier
 from orchestration.masked_lm import cached_masked_lm
 from orchestration.spec import SweepSpec, attack_setup
 from orchestration.store import content_key, key_fields
@@ -50,18 +50,20 @@ def _weights_digest(folder: str) -> str:
 
 
 def model_identity(spec: SweepSpec) -> dict[str, Any]:
-    """What the starting weights are: the tiny model's shape and vocabulary, or a weights digest."""
+    """What the starting weights are: the tiny model's shape and vocabulary, a hub commit or a weights digest."""
     if spec.model == "tiny":
         vocab = resolve_data_dir(spec.data_dir) / "bert-base-uncased" / "vocab.txt"
         return {"model": "tiny", "config": key_fields(TinyConfig()), "vocab": sha256_of(vocab)}
     if spec.model == "minilm":
         return {"model": "minilm", "weights": DEFAULT_ENCODER_SHA256}
+    if (hub := hub_model(spec.model)) is not None:  # a sweep's spec names the commit; another id resolves here
+        return {"model": "hub", "repo": hub.repo, "commit": fetch(hub).name}
     return {"model": "folder", "weights": _weights_digest(spec.model)}
 
 
 def start_model(spec: SweepSpec, seed: int) -> Classifier:
     """The model the attacker fine-tunes, which is also w_pre for Fine-Mixing and Fine-Purifying."""
-    return named_classifier(spec.model, seed=seed, data_dir=spec.data_dir)
+    return open_classifier(spec.model, seed=seed, data_dir=spec.data_dir)
 
 
 def dataset_digest(*sets: TextDataset) -> str:
@@ -185,7 +187,9 @@ def augment_function(
         return None
     start = start_model(spec, seed)  # the pre-trained encoder (tiny: its seed-initialised weights)
     encoder = (
-        start.model if spec.model == "tiny" else (default_encoder_dir() if spec.model == "minilm" else Path(spec.model))
+        start.model
+        if spec.model == "tiny"
+        else (default_encoder_dir() if spec.model == "minilm" else model_folder(spec.model))
     )
     masked_lm = cached_masked_lm(store, encoder, start.tokenizer, clean.texts, config=spec.mlm, seed=seed)
     return functools.partial(cwea, masked_lm=masked_lm)

@@ -31,6 +31,7 @@ TRIAL_SCHEMA: dict[str, type[pl.DataType]] = {
     "beta": pl.Float64,
     "model": pl.String,
     "wall_s": pl.Float64,
+    "code": pl.String,
 }
 SCORES = ("cacc", "asr", "clean_flip", "frr", "far")  # percents, as core.evaluate.Evaluation.percents() names them
 
@@ -43,6 +44,7 @@ def trial_row(
     wall_s: float,
     scores: Mapping[str, float | None] | None = None,
     error: str | None = None,
+    code: str | None = None,
 ) -> dict[str, Any]:
     """A schema row: `ok` with the scores, or `failed` with the error and no scores."""
     if (scores is None) == (error is None):
@@ -61,6 +63,7 @@ def trial_row(
         "beta": cell.beta,
         "model": model,
         "wall_s": round(wall_s, 2),
+        "code": code,
     }
 
 

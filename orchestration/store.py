@@ -13,16 +13,27 @@ from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestration.code_version import running_code_version
+
 MANIFEST = "artifact.json"  # written last inside each artifact folder: its presence means complete
 # A settings field whose metadata sets this was added after results existed: it enters a key only when it
 # differs from its default, so existing stores and finished trials keep their keys.
 OMIT_DEFAULT = "omit_default_from_keys"
+CODE = "code"  # the key entry holding orchestration.code_version's version of the code
 
 
-def content_key(kind: str, fields: Mapping[str, Any]) -> str:
-    """A short stable hash of an artifact's kind and every field that determines it."""
-    canonical = json.dumps({"kind": kind, **fields}, sort_keys=True, separators=(",", ":"), default=str)
+def content_key(kind: str, fields: Mapping[str, Any], code: Mapping[str, str] | None = None) -> str:
+    """A short stable hash of an artifact's kind, every field that determines it, and the code (default: this one's)."""
+    keyed = {"kind": kind, **fields, CODE: dict(running_code_version() if code is None else code)}
+    canonical = json.dumps(keyed, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+
+def manifest(kind: str, fields: Mapping[str, Any]) -> str:
+    """An artifact's manifest: what it is, the fields of its key, and the code that built it."""
+    return json.dumps(
+        {"kind": kind, "fields": dict(fields), CODE: running_code_version()}, indent=2, sort_keys=True, default=str
+    )
 
 
 def key_fields(settings: Any) -> Any:
@@ -78,6 +89,10 @@ class ArtifactStore:
     def path(self, kind: str, fields: Mapping[str, Any]) -> Path:
         return self.root / kind / content_key(kind, fields)
 
+    def has(self, kind: str, fields: Mapping[str, Any]) -> bool:
+        """Whether a complete copy of the artifact is in the store."""
+        return (self.path(kind, fields) / MANIFEST).is_file()
+
     def get_or_build(self, kind: str, fields: Mapping[str, Any], build: Callable[[Path], None]) -> Path:
         """The artifact's folder, building it first under an exclusive lock if no complete copy exists."""
         target = self.path(kind, fields)
@@ -91,8 +106,7 @@ class ArtifactStore:
 
                     def build_and_sign(folder: Path) -> None:
                         build(folder)
-                        manifest = {"kind": kind, "fields": dict(fields)}
-                        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+                        (folder / MANIFEST).write_text(manifest(kind, fields))
 
                     publish_folder(build_and_sign, target)
             finally:

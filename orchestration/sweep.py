@@ -12,6 +12,7 @@ be a `Cell` field and replaces the cell's value, so a search space over `alpha` 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import threading
@@ -34,10 +35,13 @@ from rich.console import Console
 from rich.live import Live
 
 from core.data import resolve_data_dir
+from orchestration.code_version import running_code_version
+from orchestration.hub import resolve_model
 from orchestration.live import SweepProgress, clock
+from orchestration.overrides import apply_overrides
 from orchestration.results import row_path, trial_row, write_row
 from orchestration.spec import Cell, Resources, SweepSpec, cells, read_best_params, spec_from_dict, spec_to_dict
-from orchestration.trial import TrialResult, run_trial, trial_id
+from orchestration.trial import TrialResult, run_trial, stored_results, trial_id
 from orchestration.uri_store import open_store
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -64,12 +68,13 @@ def trial_resources(resources: Resources, cluster: Mapping[str, float]) -> dict[
 
 
 def trial_inputs(config: Mapping[str, Any]) -> tuple[SweepSpec, Cell]:
-    """The spec and cell of a trainable's config; extra keys must be Cell fields and replace the cell's."""
+    """The spec and cell of a trainable's config; extra keys must be Cell fields and replace the cell's, converted
+    to their types (a search space's numpy floats, a string) and checked like any other setting."""
     names = {f.name for f in dataclasses.fields(Cell)}
     extra = {k: v for k, v in config.items() if k not in ("spec", "cell")}
     if unknown := sorted(set(extra) - names):
         raise ValueError(f"unknown trial settings {unknown}; besides spec and cell, valid: {', '.join(sorted(names))}")
-    return spec_from_dict(config["spec"]), Cell(**{**config["cell"], **extra})
+    return spec_from_dict(config["spec"]), apply_overrides(Cell(**config["cell"]), extra)
 
 
 def train_cell(config: dict[str, Any]) -> None:
@@ -147,9 +152,41 @@ def trial_dirname(trial: Any) -> str:
 
 
 def failed_row(config: Mapping[str, Any], error: str, wall_s: float) -> dict[str, Any]:
-    """The row of a trial that ran out of retries."""
-    spec, cell = trial_inputs(config)
-    return trial_row(trial_id=trial_id(spec, cell), cell=cell, model=spec.model, wall_s=wall_s, error=error)
+    """The row of a trial that ran out of retries. It never raises: where the trial's settings cannot give its id
+    (often the very input that failed the trial), the row is filled from the raw config and says why."""
+    try:
+        spec, cell = trial_inputs(config)
+        return trial_row(trial_id=trial_id(spec, cell), cell=cell, model=spec.model, wall_s=wall_s, error=error)
+    except Exception as err:  # any error: recording a failure must not fail the driver
+        return raw_failed_row(config, f"{error}; its settings do not load either: {type(err).__name__}: {err}", wall_s)
+
+
+def raw_failed_row(config: Mapping[str, Any], error: str, wall_s: float) -> dict[str, Any]:
+    """A failed row read straight from a trainable's config, each field only where it has the schema's type;
+    its id is a hash of the whole config, so the same trial gets the same row."""
+    cell = config.get("cell")
+    cell = cell if isinstance(cell, Mapping) else {}
+    spec = config.get("spec")
+    spec = spec if isinstance(spec, Mapping) else {}
+
+    def text(value: Any) -> str | None:
+        return value if isinstance(value, str) else None
+
+    def number(value: Any) -> float | None:
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    seed = cell.get("seed")
+    return {
+        "trial_id": hashlib.sha256(repr(dict(config)).encode()).hexdigest()[:20],
+        **{name: text(cell.get(name)) for name in ("dataset", "attack", "defense", "augmentation")},
+        "seed": seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+        "status": "failed",
+        "error": error[:2000],
+        "alpha": number(cell.get("alpha")),
+        "beta": number(cell.get("beta")),
+        "model": text(spec.get("model")),
+        "wall_s": round(wall_s, 2),
+    }
 
 
 def last_line(trace: str | None) -> str:
@@ -283,26 +320,19 @@ class SweepOutcome:
 
 
 def resolve_locations(spec: SweepSpec, run_dir: Path) -> SweepSpec:
-    """Absolute paths for the store, the data and a model folder, and the alpha/beta file if there is one."""
+    """Absolute paths for the store, the data and a model folder, a hub id's commit, and the alpha/beta file if any."""
     store = (
         spec.store
         if spec.store and "://" in spec.store
         else str(Path(spec.store or run_dir.parent / "store").resolve())
     )
-    model = spec.model
-    if model not in ("tiny", "minilm"):
-        model = str(Path(model).resolve())
-        if not (Path(model) / "config.json").is_file():
-            raise ValueError(
-                f"model {spec.model!r} is not a model folder (no config.json): set model=PATH, tiny or minilm"
-            )
     best = Path(spec.best_params) if spec.best_params else run_dir.parent / "best_params.json"
     if spec.best_params and not best.is_file():
         raise FileNotFoundError(f"best_params file {best} not found")
     return dataclasses.replace(
         spec,
         store=store,
-        model=model,
+        model=resolve_model(spec.model),  # a hub id pinned to its commit here, once, for every node
         data_dir=str(resolve_data_dir(spec.data_dir).resolve()),
         best_params=str(best.resolve()) if best.is_file() else None,
     )
@@ -345,15 +375,23 @@ def _outcome(run_dir: Path, grid: Any, total: int, started: float) -> SweepOutco
     for result in grid:
         if result.error is not None:
             failed += 1
-            config = result.config
-            spec, cell = trial_inputs(config)
-            if not row_path(run_dir, trial_id(spec, cell)).is_file():
-                write_row(run_dir, failed_row(config, last_line(str(result.error)), 0.0))
+            row = failed_row(result.config, last_line(str(result.error)), 0.0)
+            if not row_path(run_dir, row["trial_id"]).is_file():
+                write_row(run_dir, row)
         elif (row := row_of(result.metrics or {})) is not None:
             ok += 1
             if not row_path(run_dir, row["trial_id"]).is_file():
                 write_row(run_dir, row)
     return SweepOutcome(run_dir=run_dir, total=total, ok=ok, failed=failed, wall_s=time.monotonic() - started)
+
+
+def announce(spec: SweepSpec, plan: list[Cell]) -> None:
+    """Say, before any trial starts, how many results this code already has in the store and how many it computes."""
+    reused = stored_results(spec, plan, open_store(spec.store))
+    Console(stderr=True, soft_wrap=True).print(
+        f"sweep {spec.name}: {len(plan)} trials; {reused} finished results reused from the store "
+        f"{spec.store} (code {running_code_version()['source']}), {len(plan) - reused} to compute"
+    )
 
 
 def run_sweep(spec: SweepSpec, run_dir: Path, *, address: str | None = None) -> SweepOutcome:
@@ -368,6 +406,7 @@ def run_sweep(spec: SweepSpec, run_dir: Path, *, address: str | None = None) -> 
             return resume_sweep(run_dir, address=address)
         raise ValueError(f"{run_dir} holds a sweep with other settings: pick another --run-dir (or --resume {run_dir})")
     plan = cells(spec, read_best_params(Path(spec.best_params) if spec.best_params else None))
+    announce(spec, plan)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / SPEC_FILE).write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False))
     with ray_session(address):
@@ -399,6 +438,7 @@ def resume_sweep(run_dir: Path, *, address: str | None = None) -> SweepOutcome:
     if not (run_dir / EXPERIMENT / "tuner.pkl").is_file() or not (run_dir / SPEC_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} holds no sweep to resume (no {SPEC_FILE} and {EXPERIMENT}/tuner.pkl)")
     spec = spec_from_dict(yaml.safe_load((run_dir / SPEC_FILE).read_text()))
+    announce(spec, cells(spec, read_best_params(Path(spec.best_params) if spec.best_params else None)))
     with ray_session(address):
         tuner = tune.Tuner.restore(
             str(run_dir / EXPERIMENT), _trainable(spec), resume_unfinished=True, resume_errored=True

@@ -28,6 +28,7 @@ from orchestration.artifacts import (
     retrained,
     start_model,
 )
+from orchestration.code_version import describe, running_code_version
 from orchestration.results import trial_row
 from orchestration.spec import MBTSAD_FAMILY, Cell, SweepSpec, attack_setup, defense_setup
 from orchestration.store import content_key, key_fields
@@ -107,14 +108,24 @@ class TrialResult:
     computed: bool  # False when the store already held the row (a repeated, resumed or concurrent trial)
 
 
-def run_trial(spec: SweepSpec, cell: Cell, *, store: Store, device: torch.device) -> TrialResult:
-    """The cell's result row, computed once per (settings, weights, data) and read from the store after."""
+def result_fields(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
+    """The key of a cell's stored result: its settings, the starting weights and the data's content."""
     splits = load_data(spec, cell.dataset)
-    fields = {
+    return {
         **trial_fields(spec, cell),
         "weights": model_identity(spec),
         "content": dataset_digest(splits.train, splits.dev, splits.test),
     }
+
+
+def stored_results(spec: SweepSpec, plan: list[Cell], store: Store) -> int:
+    """How many of the cells' results this code already computed into the store."""
+    return sum(store.has("trial", result_fields(spec, cell)) for cell in plan)
+
+
+def run_trial(spec: SweepSpec, cell: Cell, *, store: Store, device: torch.device) -> TrialResult:
+    """The cell's result row, computed once per (settings, weights, data, code) and read from the store after."""
+    fields = result_fields(spec, cell)
     computed = False
 
     def build(folder: Path) -> None:
@@ -127,6 +138,7 @@ def run_trial(spec: SweepSpec, cell: Cell, *, store: Store, device: torch.device
             model=spec.model,
             wall_s=time.perf_counter() - started,
             scores=scores,
+            code=describe(running_code_version()),
         )
         (folder / "row.json").write_text(json.dumps(row, indent=2))
         computed = True

@@ -10,7 +10,6 @@ under it one node builds and the others wait, then download.
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -20,7 +19,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from orchestration.store import MANIFEST, ArtifactStore, content_key
+from orchestration.store import MANIFEST, ArtifactStore, content_key, manifest
 
 Lock = Callable[[str], AbstractContextManager[object]]  # key -> a context holding the cluster-wide lock on it
 
@@ -60,6 +59,10 @@ class UriArtifactStore:
     def _complete(self, remote: str) -> bool:
         return self.filesystem.get_file_info(f"{remote}/{MANIFEST}").type == pafs.FileType.File
 
+    def has(self, kind: str, fields: Mapping[str, Any]) -> bool:
+        """Whether a complete copy of the artifact is in this node's cache or at the URI."""
+        return self.cache.has(kind, fields) or self._complete(self.remote(kind, fields))
+
     def get_or_build(self, kind: str, fields: Mapping[str, Any], build: Callable[[Path], None]) -> Path:
         """A local folder holding the artifact: the cached copy, else downloaded, else built and uploaded."""
         remote = self.remote(kind, fields)
@@ -79,9 +82,8 @@ class UriArtifactStore:
         """Every file, then the manifest: readers trust only folders whose manifest exists."""
         self.filesystem.create_dir(remote, recursive=True)
         pafs.copy_files(str(folder), remote, destination_filesystem=self.filesystem)
-        manifest = json.dumps({"kind": kind, "fields": dict(fields)}, indent=2, sort_keys=True, default=str)
         with self.filesystem.open_output_stream(f"{remote}/{MANIFEST}") as out:
-            out.write(manifest.encode())
+            out.write(manifest(kind, fields).encode())
 
 
 Store = ArtifactStore | UriArtifactStore

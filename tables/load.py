@@ -26,6 +26,7 @@ TRIAL_OPTIONAL = {
     "model": pl.String,
     "alpha": pl.Float64,
     "beta": pl.Float64,
+    "code": pl.String,
 }
 SELECT_AUG_COLUMNS = {
     "dataset": pl.String,
@@ -46,7 +47,7 @@ class ResultsError(Exception):
 class Problem:
     """Something wrong in the results, reported to the user; the rows concerned are left out."""
 
-    kind: str  # unreadable, schema, failed, status, incomplete, duplicate, unplaced, models
+    kind: str  # unreadable, schema, failed, status, incomplete, duplicate, unplaced, models, code
     message: str
 
 
@@ -150,10 +151,11 @@ def _usable_trials(rows: pl.DataFrame, problems: list[Problem]) -> pl.DataFrame:
             Problem("status", f"{row['file']}: {_where(row)} has status {row['status']!r}, not ok or failed")
         )
     ok = _complete(rows.filter(pl.col("status") == "ok"), TRIAL_COLUMNS, problems)
-    models = ok.drop_nulls("model").group_by("model").len().sort("model")
-    if models.height > 1:
-        counts = ", ".join(f"{model}: {n}" for model, n in models.iter_rows())
-        problems.append(Problem("models", f"the trials mix {models.height} models ({counts})"))
+    for column, kind, what in (("model", "models", "models"), ("code", "code", "code versions")):
+        values = ok.drop_nulls(column).group_by(column).len().sort(column)
+        if values.height > 1:
+            counts = ", ".join(f"{value}: {n}" for value, n in values.iter_rows())
+            problems.append(Problem(kind, f"the trials mix {values.height} {what} ({counts})"))
     return _unique(ok, TRIAL_KEY, problems)
 
 

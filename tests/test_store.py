@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from core.defenses.mbtsad import MbtsadConfig
+from orchestration.code_version import NUMERIC_SOURCES, PROJECT_ROOT, code_version, running_code_version
 from orchestration.store import MANIFEST, ArtifactStore, content_key, key_fields, write_atomic
 
 
@@ -71,3 +74,43 @@ def test_write_atomic_replaces_whole_file(tmp_path: Path) -> None:
     write_atomic(target, b'{"cacc": 90}')
     assert target.read_bytes() == b'{"cacc": 90}'
     assert [p.name for p in target.parent.iterdir()] == ["result.json"]
+
+
+def _copy_tree(root: Path, into: Path) -> Path:
+    """The sources that key results, copied as they are into a fresh folder."""
+    for source in NUMERIC_SOURCES:
+        path = PROJECT_ROOT / source
+        if path.is_dir():
+            shutil.copytree(path, into / source, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (into / source).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, into / source)
+    return into
+
+
+def test_keys_follow_the_code(tmp_path: Path) -> None:
+    copy = _copy_tree(PROJECT_ROOT, tmp_path / "copy")
+    fields = {"attack": "badnets", "seed": 0}
+    same = code_version(copy)
+    assert same == code_version(PROJECT_ROOT) == running_code_version()  # where the tree lies does not matter
+    assert content_key("trial", fields, same) == content_key("trial", fields)
+    with (copy / "core" / "losses.py").open("a") as out:
+        out.write("\n# a changed line\n")
+    changed = code_version(copy)
+    assert changed["source"] != same["source"] and changed["torch"] == same["torch"]
+    assert content_key("trial", fields, changed) != content_key("trial", fields, same)
+    assert content_key("trial", fields, {**same, "torch": "0.0.1"}) != content_key("trial", fields, same)
+
+
+def test_an_artifact_of_other_code_is_not_reused(tmp_path: Path) -> None:
+    fields = {"seed": 3}
+    other_code = {**running_code_version(), "source": "0" * 16}
+    old = tmp_path / "teacher" / content_key("teacher", fields, other_code)  # complete, built by other code
+    old.mkdir(parents=True)
+    (old / "w").write_text("old")
+    (old / MANIFEST).write_text(json.dumps({"kind": "teacher", "fields": fields, "code": other_code}))
+    store = ArtifactStore(tmp_path)
+    assert not store.has("teacher", fields)
+    new = store.get_or_build("teacher", fields, lambda f: (f / "w").write_text("new"))
+    assert (new / "w").read_text() == "new" and (old / "w").read_text() == "old"  # rebuilt; the old one stays
+    assert store.has("teacher", fields) and json.loads((new / MANIFEST).read_text())["code"] == running_code_version()

@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from core.defenses.mbtsad import MbtsadConfig
+from orchestration.code_version import describe, running_code_version
 from orchestration.presets import PRESETS, preset, smoke
 from orchestration.results import TRIAL_SCHEMA, read_rows
 from orchestration.spec import (
@@ -201,7 +202,7 @@ def set_args(settings: dict[str, Any]) -> list[str]:
     return [arg for key, value in settings.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
 
 
-def test_smoke_sweep_end_to_end_writes_one_row_per_cell(tmp_path: Path) -> None:
+def test_smoke_sweep_end_to_end_is_reproducible_and_reused(tmp_path: Path) -> None:
     from tables.load import load_results
 
     run_dir = tmp_path / "run"
@@ -219,10 +220,20 @@ def test_smoke_sweep_end_to_end_writes_one_row_per_cell(tmp_path: Path) -> None:
     assert f"{len(rows)}/{len(rows)} trials ok" in output
     assert all(word in output for word in (" done, ", " running, ", " failed, ", "ETA "))  # the progress lines
     assert not load_results(run_dir).trials.is_empty()  # the tables read what the sweep wrote
+    assert f"0 finished results reused from the store {tmp_path / 'store'}" in output
+    assert f"{len(rows)} to compute" in output
+    assert rows["code"].to_list() == [describe(running_code_version())] * len(rows)
+    # Same seed, same numbers: the whole sweep again from scratch, into another store, gives every metric again.
+    fresh = run_cli("--run-dir", str(tmp_path / "fresh"), *set_args({**SMALL, "store": str(tmp_path / "other")}))
+    output, _ = fresh.communicate(timeout=300)
+    assert fresh.returncode == 0, output
+    assert "0 finished results reused" in output and output.count("(from the store)") == 0
+    assert read_rows(tmp_path / "fresh").drop("wall_s").sort("trial_id").equals(rows.drop("wall_s").sort("trial_id"))
     again = run_cli("--run-dir", str(tmp_path / "again"), *set_args({**SMALL, "store": str(tmp_path / "store")}))
     output, _ = again.communicate(timeout=300)
     assert again.returncode == 0, output
     assert output.count("(from the store)") == len(rows)  # every row read back, none computed again
+    assert f"{len(rows)} finished results reused" in output and "0 to compute" in output
     progress = [line for line in output.splitlines() if "(from the store)" in line]
     assert all("ETA estimating" in line for line in progress)  # rows from the store set no pace
 
@@ -329,4 +340,3 @@ def test_a_uri_store_builds_once_across_nodes_under_the_cluster_lock(tmp_path: P
         ray.shutdown()
     assert log.read_text() == "built\n"
     assert len(list((tmp_path / "shared" / "demo").glob(f"*/{MANIFEST}"))) == 1
-

@@ -235,6 +235,13 @@ def test_mixed_models_are_reported(tmp_path: Path) -> None:
     ]
 
 
+def test_rows_from_two_code_versions_are_reported(tmp_path: Path) -> None:
+    old, new = "source 1a; torch 2.13.0; transformers 5.0", "source 2b; torch 2.13.0; transformers 5.0"
+    write_trials(tmp_path / "run", [trial(seed=0, code=old), trial(seed=1, code=new), trial(seed=2, code=new)])
+    report = write_tables(tmp_path / "run", tmp_path / "out")
+    assert [problem.message for problem in report.problems] == [f"the trials mix 2 code versions ({old}: 1, {new}: 2)"]
+
+
 def test_malformed_files_are_skipped_and_named(tmp_path: Path) -> None:
     run = tmp_path / "run"
     write_trials(run, [trial(seed=0)])
@@ -270,7 +277,7 @@ def test_command_prints_tables_and_problems_and_fails_clearly(tmp_path: Path) ->
 
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(tables_command, ["--results", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input, as every command's
     assert "no result files" in result.output
 
 

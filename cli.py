@@ -5,33 +5,24 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import click
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from core.data import (
-    DataFileError,
-    Splits,
-    TextDataset,
-    clean_subset,
-    load_splits,
-    read_labelled_file,
-    stratified_split,
-)
-from core.evaluate import Evaluation, evaluate
-from core.models import Classifier, ModelFileError, named_classifier
-from core.poison import PoisonConfig, poisoned_split
-from orchestration.store import write_atomic
 from tables.command import tables_command
+
+if TYPE_CHECKING:  # torch, transformers and Ray load inside the commands that need them, so --help answers at once
+    from core.data import Splits, TextDataset
+    from core.evaluate import Evaluation
+    from core.models import Classifier
+    from core.poison import PoisonConfig
 
 console = Console(stderr=True)
 DEV_FRACTION = 0.1  # share of a user's clean file held out for checkpoint selection when no dev file is given
@@ -49,6 +40,8 @@ def scores_table(title: str, rows: dict[str, Evaluation]) -> Table:
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
+    from orchestration.store import write_atomic
+
     write_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
 
 
@@ -67,15 +60,20 @@ def training_overrides(epochs: int | None, lr: float | None, max_length: int | N
     return {k: v for k, v in {"epochs": epochs, "lr": lr, "max_length": max_length}.items() if v is not None}
 
 
+class BadInput(click.ClickException):
+    """Bad input found after parsing: click's `Error: ...` line, unwrapped, and exit code 2 as its usage errors."""
+
+    exit_code = 2
+
+
 class FriendlyGroup(click.Group):
-    """Turns the project's input errors into one clear line and exit code 2, without a traceback."""
+    """Turns the project's input errors (data and model files are ValueErrors) into one line, without a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (DataFileError, ModelFileError, FileNotFoundError, ValueError) as err:
-            console.print(f"[bold red]error:[/] {err}")
-            sys.exit(2)
+        except (FileNotFoundError, ValueError) as err:
+            raise BadInput(str(err)) from None
 
 
 @click.group(cls=FriendlyGroup)
@@ -90,10 +88,8 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
     """MBTSAD: backdoor attacks and defences for text classifiers."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # set_verbosity_error() without importing transformers
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     ctx.obj = {"data_dir": data_dir}
 
 
@@ -132,6 +128,8 @@ def attack(
 ) -> None:
     """Build a backdoored model M_b and report its CACC and ASR on the test set."""
     from core.attacks import attack_config, run_attack
+    from core.data import load_splits
+    from core.models import named_classifier
     from orchestration.model_files import save_classifier
     from orchestration.overrides import apply_overrides, with_training
     from orchestration.progress import training_progress
@@ -162,6 +160,8 @@ def attack(
 
 def _trigger(attack_name: str | None, card: dict[str, Any]) -> PoisonConfig | None:
     """The trigger to score ASR with: a named attack's defaults, else the model card's, else none."""
+    from core.poison import PoisonConfig
+
     if attack_name:
         return PoisonConfig(attack=attack_name, target=card.get("poison", {}).get("target", 1))
     if "poison" in card:
@@ -172,6 +172,9 @@ def _trigger(attack_name: str | None, card: dict[str, Any]) -> PoisonConfig | No
 def _score(
     classifier: Classifier, test: TextDataset, poison: PoisonConfig | None, *, seed: int, detector: Any = None
 ) -> Evaluation:
+    from core.evaluate import evaluate
+    from core.poison import poisoned_split
+
     target = poison.target if poison else 1
     poisoned = None if poison is None else poisoned_split(test, poison, split="test", seed=seed)
     return evaluate(classifier, test=test, poisoned_test=poisoned, target=target, detector=detector)
@@ -181,10 +184,29 @@ def _clean_data(
     clean: Path | None, dev: Path | None, test: Path | None, dataset: str | None, fraction: float, seed: int, data_dir
 ) -> Splits:
     """D_c, clean dev and test: from a user's files, or a share of a named dataset's training set."""
+    import numpy as np
+
+    from core.data import (
+        DataFileError,
+        Splits,
+        clean_subset,
+        fewest_to_split,
+        load_splits,
+        read_labelled_file,
+        stratified_split,
+    )
+
     if clean is not None:
         clean_set = read_labelled_file(clean)
         if dev is None:
+            rows = len(clean_set)
             dev_set, clean_set = stratified_split(clean_set, DEV_FRACTION, np.random.default_rng(seed))
+            if not len(dev_set):
+                raise DataFileError(
+                    clean,
+                    f"has {rows} row{'s' * (rows != 1)}, too few to hold out a {DEV_FRACTION:.0%} dev split (that "
+                    f"needs at least {fewest_to_split(DEV_FRACTION)} rows of one label); give a dev file with --dev",
+                )
         else:
             dev_set = read_labelled_file(dev)
         test_set = read_labelled_file(test) if test is not None else dev_set
@@ -232,6 +254,7 @@ def defend(
 ) -> None:
     """Purify (or guard) a suspect model with a named defence; write the model and a JSON report."""
     from core.defenses import DefenseInputs, get_defense
+    from core.models import named_classifier
     from orchestration.model_files import load_model_folder, save_classifier
     from orchestration.overrides import apply_overrides, with_training
     from orchestration.progress import training_progress
@@ -304,6 +327,8 @@ def evaluate_command(
     json_out: Path | None,
 ) -> None:
     """CACC and ASR (when a trigger is known) of a model folder."""
+    from core.data import load_splits, read_labelled_file
+    from core.poison import PoisonConfig
     from orchestration.model_files import load_model_folder
 
     classifier, card = load_model_folder(model_dir)
@@ -317,69 +342,63 @@ def evaluate_command(
         write_json(json_out, evaluation.percents())
 
 
-@cli.command()
+@cli.command(short_help="BadNets, then CFT and MBTSAD, side by side without Ray (1.5 min on 2 CPUs).")
 @click.option("--model", "model_spec", default="tiny", show_default=True, help="tiny, minilm, or a model folder.")
 @click.option("--train-size", type=int, default=2000, show_default=True, help="SST-2 training sentences used.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"), show_default=True)
 @click.pass_obj
 def demo(obj: dict[str, Any], model_spec: str, train_size: int, seed: int, out: Path) -> None:
-    """End to end on the shipped SST-2: BadNets builds M_b, then CFT and MBTSAD purify it (a few minutes on 2 CPUs).
+    """BadNets builds M_b on SST-2, then CFT and MBTSAD purify it, side by side (a minute and a half on 2 CPUs).
 
-    A model trained from scratch (tiny) needs larger learning rates than the paper's, which assume a
-    pre-trained encoder: the demo scales them (attack 1e-3, retraining 1e-3, distillation 1e-2).
+    The smoke sweep's cells without Ray, with its settings (orchestration/presets.py): the tiny model
+    trained from scratch, which needs larger learning rates than the paper's (attack 1e-3 for 5 epochs,
+    retraining 1e-3, distillation 1e-2, one epoch each). Another model keeps the paper's rates, 2 epochs each.
     """
-    from core.attacks import attack_config, run_attack
+    from core.attacks import run_attack
     from core.defenses import DefenseInputs, get_defense
-    from orchestration.overrides import with_training
+    from core.evaluate import evaluate
+    from orchestration.artifacts import defender_clean, load_data, start_model
     from orchestration.progress import training_progress
+    from orchestration.spec import Stage, attack_setup, defense_setup, table_cell
 
-    scratch = model_spec == "tiny"
-    splits = load_splits("sst2", obj["data_dir"])
-    splits = Splits(
-        train=splits.train.subset(range(min(train_size, len(splits.train)))),
-        dev=splits.dev.subset(range(400)),
-        test=splits.test,
-    )
-    length = 64
-    attack_cfg = with_training(
-        attack_config("badnets"), max_length=length, **({"lr": 1e-3, "epochs": 5} if scratch else {"epochs": 2})
-    )
-    classifier = named_classifier(model_spec, seed=seed, data_dir=obj["data_dir"])
+    spec = _spec(obj, "smoke", {"model": model_spec, "data.max_train": train_size})
+    if model_spec != "tiny":  # a pre-trained encoder: the paper's rates, as the cpu preset
+        two = Stage(epochs=2)
+        spec = replace(spec, training=replace(spec.training, attack=two, retrain=two, distil=two))
+    splits = load_data(spec, "sst2")
     started = time.perf_counter()
     rows: dict[str, Evaluation] = {}
     with training_progress(console) as progress:
         progress.start("BadNets attack")
-        result = run_attack(classifier, splits, attack_cfg, seed=seed, on_step=progress.on_step)
-        rows["none (M_b)"] = result.evaluation
-        inputs = DefenseInputs(
-            suspect=result.backdoored,
-            clean=clean_subset(splits.train, 0.2, np.random.default_rng(seed)),
-            dev=splits.dev,
-            seed=seed,
+        result = run_attack(
+            start_model(spec, seed), splits, attack_setup(spec, "badnets"), seed=seed, on_step=progress.on_step
         )
+        rows["none (M_b)"] = result.evaluation
+        clean = defender_clean(spec, splits, seed)
+        inputs = DefenseInputs(suspect=result.backdoored, clean=clean, dev=splits.dev, seed=seed)
         for method in ("cft", "mbtsad"):
-            config = with_training(get_defense(method).default_config(), max_length=length)
-            if scratch:
-                config = with_training(config, lr=1e-3)
-                if method == "mbtsad":
-                    config = replace(config, train=replace(config.train, lr=1e-2))
+            config = defense_setup(spec, table_cell("sst2", "badnets", method, seed, {}))
             progress.start(method)
             purified = get_defense(method).run(inputs, config, on_step=progress.on_step)
             rows[method] = evaluate(
-                purified, test=splits.test, poisoned_test=result.poisoned_test, target=1, max_length=length
+                purified,
+                test=splits.test,
+                poisoned_test=result.poisoned_test,
+                target=spec.target,
+                max_length=spec.training.max_length,
             )
     payload = {
         "model": model_spec,
         "train_size": len(splits.train),
-        "clean_samples": len(inputs.clean),
+        "clean_samples": len(clean),
         "seed": seed,
         "wall_s": round(time.perf_counter() - started, 1),
         "scores": {name: evaluation.percents() for name, evaluation in rows.items()},
     }
     write_json(out / "demo.json", payload)
     console.print(scores_table(f"BadNets on SST-2 ({model_spec}, {len(splits.train)} training sentences)", rows))
-    console.print(f"wrote {out / 'demo.json'} in {payload['wall_s']} s")
+    console.print(f"wrote {out / 'demo.json'} in {payload['wall_s']} s", soft_wrap=True)
 
 
 @cli.command(name="defenses")
@@ -397,15 +416,21 @@ def list_defenses() -> None:
 
 def _spec_options(function: Any) -> Any:
     """The options every grid command shares: --preset, --config, --set and --address."""
-    for option in reversed((
-        click.option("--preset", default="smoke", show_default=True, help="smoke (tiny model), cpu (MiniLM) or paper."),
-        click.option(
-            "--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="YAML file of settings (nested or dotted keys) applied over the preset.",
-        ),
-        click.option("--set", "sets", multiple=True, help="Override a setting, e.g. seeds=[0,1,2]."),
-        click.option("--address", help="Run on this running Ray cluster (auto, HOST:6379, ray://HOST:10001)."),
-    )):
+    for option in reversed(
+        (
+            click.option(
+                "--preset", default="smoke", show_default=True, help="smoke (tiny model), cpu (MiniLM) or paper."
+            ),
+            click.option(
+                "--config",
+                "config_file",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="YAML file of settings (nested or dotted keys) applied over the preset.",
+            ),
+            click.option("--set", "sets", multiple=True, help="Override a setting, e.g. seeds=[0,1,2]."),
+            click.option("--address", help="Run on this running Ray cluster (auto, HOST:6379, ray://HOST:10001)."),
+        )
+    ):
         function = option(function)
     return function
 
@@ -446,11 +471,15 @@ def _takes_spec(function: Any) -> Any:
 @_spec_options
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Results folder [runs/<name>].")
 @click.option(
-    "--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False, path_type=Path),
     help="Continue the sweep in this run folder; finished trials are not run again.",
 )
 @click.option(
-    "--cluster", "cluster_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    "--cluster",
+    "cluster_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Ray cluster-launcher file: bring it up (or attach), run the sweep on its head, fetch the results.",
 )
 @click.option("--max-concurrent", type=int, help="Run at most this many trials at once.")
@@ -508,11 +537,13 @@ def sweep(
     )
 
 
-@cli.command(name="select-aug")
+@cli.command(name="select-aug", short_help="Eq. 9: score each augmentation by M_b's cross-entropy; t-SNE pictures.")
 @_spec_options
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Results folder [runs/<name>].")
 @click.option(
-    "--augmentation", "augmentations", multiple=True,
+    "--augmentation",
+    "augmentations",
+    multiple=True,
     help="Score only these (repeatable; default: all of B: ts, eda, aeda, cwea, add_trig).",
 )
 @click.option("--points", type=int, default=300, show_default=True, help="At most this many t-SNE points per group.")
@@ -534,8 +565,11 @@ def select_aug(
     from orchestration.select_aug import AUGMENTATION_SET
 
     outcome = run_select_aug(
-        spec, run_dir or Path("runs") / spec.name, augmentations=augmentations or AUGMENTATION_SET,
-        points=points, address=address,
+        spec,
+        run_dir or Path("runs") / spec.name,
+        augmentations=augmentations or AUGMENTATION_SET,
+        points=points,
+        address=address,
     )
     for key, entry in outcome.summary.items():
         table = Table(title=f"eq. 9 on {key} (mean cross-entropy of M_b, batch 16)")
@@ -557,7 +591,10 @@ def select_aug(
 @click.option("--attack", "attacks", multiple=True, help="Tune only these attacks (repeatable; default: the spec's).")
 @click.option("--samples", type=int, default=10, show_default=True, help="Trials per (dataset, attack) in this run.")
 @click.option(
-    "--penalty", type=float, default=1.0, show_default=True,
+    "--penalty",
+    type=float,
+    default=1.0,
+    show_default=True,
     help="ASR points charged per point of clean dev accuracy lost against M_b.",
 )
 @click.pass_obj
@@ -579,19 +616,27 @@ def tune(
     from orchestration.search import run_tuning
 
     outcome = run_tuning(
-        spec, run_dir or Path("runs") / f"{spec.name}-tune", attacks=attacks or None, samples=samples,
-        penalty=penalty, address=address,
+        spec,
+        run_dir or Path("runs") / f"{spec.name}-tune",
+        attacks=attacks or None,
+        samples=samples,
+        penalty=penalty,
+        address=address,
     )
     table = Table(title="alpha and beta tuned on dev data")
     for column in ("dataset/attack", "trials", "alpha", "beta", "objective"):
         table.add_column(column, justify="left" if column == "dataset/attack" else "right")
     for study in outcome.studies:
         table.add_row(
-            study.key, str(study.trials), f"{study.best['alpha']:.3f}", f"{study.best['beta']:.3f}",
+            study.key,
+            str(study.trials),
+            f"{study.best['alpha']:.3f}",
+            f"{study.best['beta']:.3f}",
             f"{study.best_objective:.2f}",
         )
     console.print(table)
     console.print(f"best values in {outcome.best_params}; study in {outcome.run_dir} ({outcome.wall_s:.0f} s)")
+
 
 cli.add_command(tables_command, name="tables")
 main = cli

@@ -11,10 +11,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from core.train import EpochRecord, StepReport
 
+LOG_LINES = 4  # progress lines per training run where the output is not a terminal
+
 
 @dataclass
 class TrainingProgress:
-    """Callbacks for `core.train.fit` that draw one bar per training run under a stage label."""
+    """Callbacks for `core.train.fit` that draw one bar per training run under a stage label; where the console
+    is not a terminal (a log file, a pipe) they print a line at each quarter of a run instead."""
 
     progress: Progress
     stage: str = ""
@@ -30,6 +33,15 @@ class TrainingProgress:
         self.progress.update(
             self.task, completed=report.step, description=f"{self.stage} e{report.epoch} loss {loss:.3f}"
         )
+        quarter = report.step * LOG_LINES // report.total_steps
+        if not self.progress.console.is_terminal and quarter > (report.step - 1) * LOG_LINES // report.total_steps:
+            elapsed = self.progress.tasks[self.task].elapsed or 0.0
+            self.progress.console.print(
+                f"{self.stage}: step {report.step}/{report.total_steps} (epoch {report.epoch}), loss {loss:.3f}, "
+                f"{elapsed:.0f} s",
+                highlight=False,
+                soft_wrap=True,
+            )
 
     def on_epoch(self, record: EpochRecord) -> None:
         if record.dev is not None:

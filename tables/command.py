@@ -9,13 +9,13 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.text import Text
 
-from tables.build import write_tables
-from tables.load import ResultsError
-
 SHOWN_PROBLEMS = 20  # the rest are in problems.txt
 
 
-@click.command(help="Write Tables I-IV and the eq. 9 table (LaTeX, Markdown) and bar charts from a run's results.")
+@click.command(
+    help="Write Tables I-IV and the eq. 9 table (LaTeX, Markdown) and bar charts from a run's results.",
+    short_help="Tables I-IV and the eq. 9 table (LaTeX, Markdown) and bar charts of a run.",
+)
 @click.option(
     "--results",
     "results_dir",
@@ -32,10 +32,13 @@ SHOWN_PROBLEMS = 20  # the rest are in problems.txt
 )
 def tables_command(results_dir: Path, out_dir: Path) -> None:
     """Print the tables as Markdown, then the problems found in the results."""
+    from tables.build import write_tables  # polars and matplotlib load only when tables are made
+    from tables.load import ResultsError
+
     try:
         report = write_tables(results_dir, out_dir)
     except ResultsError as error:
-        raise click.ClickException(str(error)) from error
+        raise click.BadParameter(str(error), param_hint="--results") from None
     console = Console()
     console.print(Markdown(report.markdown))
     if report.problems:

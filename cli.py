@@ -108,7 +108,7 @@ def _common_training(function: Any) -> Any:
 @cli.command()
 @click.option("--dataset", default="sst2", show_default=True, help="sst2, sst2-glue, imdb, or a folder of files.")
 @click.option("--attack", "attack_name", default="badnets", show_default=True, help="badnets, lwp, ep or addsent.")
-@click.option("--model", "model_spec", default="minilm", show_default=True, help="minilm, tiny, or a model folder.")
+@click.option("--model", "model_spec", default="minilm", show_default=True, help="minilm, tiny, folder or hub id.")
 @click.option("--max-train", type=int, help="Use only the first N training samples (quick runs).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for M_b.")
 @_common_training
@@ -129,7 +129,7 @@ def attack(
     """Build a backdoored model M_b and report its CACC and ASR on the test set."""
     from core.attacks import attack_config, run_attack
     from core.data import load_splits
-    from core.models import named_classifier
+    from orchestration.hub import open_classifier, resolve_model
     from orchestration.model_files import save_classifier
     from orchestration.overrides import apply_overrides, with_training
     from orchestration.progress import training_progress
@@ -139,7 +139,8 @@ def attack(
     splits = load_splits(dataset, obj["data_dir"])
     if max_train:
         splits = replace(splits, train=splits.train.subset(range(min(max_train, len(splits.train)))))
-    classifier = named_classifier(model_spec, seed=seed, data_dir=obj["data_dir"])
+    base_model = resolve_model(model_spec)  # a hub id pinned to its commit, so the card names the exact weights
+    classifier = open_classifier(base_model, seed=seed, data_dir=obj["data_dir"])
     started = time.perf_counter()
     with training_progress(console) as progress:
         progress.start(f"{attack_name} attack")
@@ -149,7 +150,7 @@ def attack(
         "poison": asdict(config.poison),
         "dataset": dataset,
         "seed": seed,
-        "base_model": model_spec,
+        "base_model": base_model,
         "scores": result.evaluation.percents(),
         "wall_s": round(time.perf_counter() - started, 1),
     }
@@ -230,7 +231,7 @@ def _clean_data(
 @click.option("--dataset", help="Instead of --clean: take D_c as a share of this dataset's training set.")
 @click.option("--fraction", type=float, default=0.2, show_default=True, help="r, the share of training data in D_c.")
 @click.option("--attack", "attack_name", help="Score ASR with this attack's trigger (default: the model card's).")
-@click.option("--pretrained", help="Pre-trained weights for fine-mixing / fine-purifying: a folder or `minilm`.")
+@click.option("--pretrained", help="Pre-trained weights for fine-mixing / fine-purifying: folder, hub id or `minilm`.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @_common_training
 @click.pass_obj
@@ -254,7 +255,7 @@ def defend(
 ) -> None:
     """Purify (or guard) a suspect model with a named defence; write the model and a JSON report."""
     from core.defenses import DefenseInputs, get_defense
-    from core.models import named_classifier
+    from orchestration.hub import open_classifier, resolve_model
     from orchestration.model_files import load_model_folder, save_classifier
     from orchestration.overrides import apply_overrides, with_training
     from orchestration.progress import training_progress
@@ -272,7 +273,7 @@ def defend(
         clean=splits.train,
         dev=splits.dev,
         seed=seed,
-        pretrained=None if not pretrained else named_classifier(pretrained, seed=seed, data_dir=obj["data_dir"]),
+        pretrained=None if not pretrained else open_classifier(pretrained, seed=seed, data_dir=obj["data_dir"]),
     )
     before = _score(suspect, splits.test, poison, seed=seed)
     started = time.perf_counter()
@@ -288,6 +289,7 @@ def defend(
     report = {
         "method": method,
         "suspect": str(model_dir),
+        "pretrained": None if not pretrained else resolve_model(pretrained),
         "clean_samples": len(splits.train),
         "dev_samples": len(splits.dev),
         "test_samples": len(splits.test),
@@ -343,7 +345,7 @@ def evaluate_command(
 
 
 @cli.command(short_help="BadNets, then CFT and MBTSAD, side by side without Ray (1.5 min on 2 CPUs).")
-@click.option("--model", "model_spec", default="tiny", show_default=True, help="tiny, minilm, or a model folder.")
+@click.option("--model", "model_spec", default="tiny", show_default=True, help="tiny, minilm, folder or hub id.")
 @click.option("--train-size", type=int, default=2000, show_default=True, help="SST-2 training sentences used.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"), show_default=True)

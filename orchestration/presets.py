@@ -13,14 +13,15 @@ from orchestration.spec import DataSpec, Resources, Stage, SweepSpec, TrainingSp
 def paper() -> SweepSpec:
     """Tables I-IV of the paper: SST-2 and IMDb, BadNets/LWP/EP, every row, three seeds, BERT-base.
 
-    `python cli.py sweep --preset paper --set model=PATH/TO/bert-base-uncased --cluster cluster.yaml`
-    (or `--address ray://HEAD:10001`); then `python cli.py tables --results runs/paper --out tables_out/`.
+    `python cli.py sweep --preset paper --cluster cluster.yaml` (or `--address ray://HEAD:10001`); then
+    `python cli.py tables --results runs/paper --out tables_out/`. The model is the hub's bert-base-uncased,
+    pinned to the commit `main` names when the sweep starts (`--set model=bert-base-uncased@REV` or a folder).
     The paper's rates (retraining 2e-5, distillation 5e-4, EP 5e-2) and SPEC's epochs; max length 128
     truncates IMDb. Table III (aug-ft rows) covers SST-2, as the paper's does.
     """
     return SweepSpec(
         name="paper",
-        model="models/bert-base-uncased",  # a local Hugging Face folder of the pre-trained bert-base-uncased
+        model="bert-base-uncased",  # by hub id: safetensors weights, fetched into the local Hugging Face cache
         datasets=("sst2", "imdb"),
         seeds=(0, 1, 2),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
 import os
 from collections.abc import Callable
@@ -112,7 +113,7 @@ def _rows(path: Path, text_column: str | None) -> tuple[list[tuple[int, dict[str
     stem = path.name.removesuffix(".gz")
     rows: list[tuple[int, dict[str, object]]] = []
     if stem.endswith(".jsonl"):
-        for number, line in enumerate(content.splitlines(), start=1):
+        for number, line in enumerate(content.split("\n"), start=1):  # splitlines also breaks at U+2028 and kin
             if not line.strip():
                 continue
             try:
@@ -125,17 +126,23 @@ def _rows(path: Path, text_column: str | None) -> tuple[list[tuple[int, dict[str
         columns = set().union(*(row.keys() for _, row in rows)) if rows else set()
     elif stem.endswith((".csv", ".tsv")):
         tsv = stem.endswith(".tsv")
-        reader = csv.DictReader(
+        # A long document is one long field (the tokenizer truncates it later); csv's limit is process-wide,
+        # so it is only ever raised, to what this file could hold.
+        csv.field_size_limit(max(csv.field_size_limit(), len(content)))
+        reader = csv.reader(
             io.StringIO(content, newline=""),
             delimiter="\t" if tsv else ",",
             quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL,
         )
-        columns = set(reader.fieldnames or [])
-        try:
-            for row in reader:
-                if None in row or any(value is None for value in row.values()):
-                    raise DataFileError(path, f"expected {len(columns)} fields", reader.line_num)
-                rows.append((reader.line_num, dict(row)))
+        try:  # reader.line_num counts the file's lines read so far, so a row's number is its (last) line's
+            header = next(reader, [])
+            columns = set(header)
+            for fields in reader:
+                if not fields:  # a blank line
+                    continue
+                if len(fields) != len(header):
+                    raise DataFileError(path, f"expected {len(header)} fields, got {len(fields)}", reader.line_num)
+                rows.append((reader.line_num, dict(zip(header, fields, strict=True))))
         except csv.Error as err:
             raise DataFileError(path, f"malformed row ({err})", reader.line_num) from None
     else:
@@ -190,6 +197,13 @@ def stratified_split(
         dataset.subset(np.flatnonzero(picked), name=dataset.name),
         dataset.subset(np.flatnonzero(~picked), name=dataset.name),
     )
+
+
+def fewest_to_split(fraction: float) -> int:
+    """The fewest rows of one label from which `stratified_split(fraction)` takes one and leaves one."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    return next(n for n in itertools.count(2) if 1 <= round(fraction * n) < n)
 
 
 def clean_subset(dataset: TextDataset, fraction: float, rng: np.random.Generator) -> TextDataset:

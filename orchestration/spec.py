@@ -23,7 +23,8 @@ from core.defenses.mbtsad import MbtsadConfig
 from core.defenses.rap import RapConfig
 from core.defenses.strip import StripConfig
 from core.mlm import MlmHeadConfig
-from orchestration.overrides import apply_overrides, with_training
+from orchestration.overrides import apply_overrides, convert, with_training
+from orchestration.overrides import parse_value as parse_value  # where the CLI reads it
 
 # Rows of Tables I, II and IV (every table-row defence a sweep knows; RUN_ORDER below says when each runs).
 TABLE_DEFENSES = (
@@ -154,12 +155,26 @@ class SweepSpec:
             raise ValueError("a sweep needs at least one dataset, attack and seed")
         if not 0.0 < self.data.clean_fraction <= 1.0:
             raise ValueError(f"data.clean_fraction must lie in (0, 1], got {self.data.clean_fraction}")
-        for attack, settings in self.attack_settings.items():
-            apply_overrides(attack_config(attack), settings)  # an unknown attack or setting fails with the valid ones
-        for defense, settings in self.defense_settings.items():
+        for defense in self.defense_settings:
             if defense not in DEFENSES:
                 raise ValueError(f"unknown defense {defense!r} in defense_settings; valid: {', '.join(DEFENSES)}")
-            apply_overrides(get_defense(defense).default_config(), settings)
+        self._build_configs()
+
+    def _build_configs(self) -> None:
+        """Build every attack and defence config a cell of this spec uses, so that a bad setting (an unknown
+        key, a wrong type, a value a config rejects) fails when the spec is built, not in a trial."""
+        for attack in dict.fromkeys((*self.attacks, *self.attack_settings)):
+            try:
+                attack_setup(self, attack)  # an unknown attack or setting fails with the valid ones
+            except ValueError as err:
+                raise ValueError(f"attack {attack}: {err}") from None
+        defenses = dict.fromkeys(d for d in (*self.defenses, *self.defense_settings) if d != "none")
+        shapes = [table_cell("", "", d, 0, {}) for d in defenses]  # a config depends on no dataset, attack or seed
+        for cell in shapes + [Cell("", "", "aug-ft", a, 0) for a in self.augmentations]:
+            try:
+                defense_setup(self, cell)
+            except ValueError as err:
+                raise ValueError(f"defense {cell.defense}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -244,7 +259,10 @@ def read_best_params(path: Path | None) -> dict[str, dict[str, float]]:
         isinstance(v, dict) and set(v) <= {"alpha", "beta"} for v in data.values()
     ):
         raise ValueError(f'{path}: expected {{"<dataset>/<attack>" or "<attack>": {{"alpha": a, "beta": b}}}}')
-    return data
+    return {
+        key: {name: convert(value, float, f"{path}: {key}.{name}") for name, value in weights.items()}
+        for key, weights in data.items()
+    }
 
 
 def table_cell(dataset: str, attack: str, defense: str, seed: int, weights: Mapping[str, float]) -> Cell:
@@ -310,19 +328,6 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[path] = value
     return flat
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value: JSON (numbers like 1e-3, lists, null), else YAML flow ([sst2, imdb]), else the text."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        pass
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return value if isinstance(value, list | dict) else text
 
 
 def apply_settings(spec: SweepSpec, settings: Mapping[str, Any]) -> SweepSpec:

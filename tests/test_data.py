@@ -129,3 +129,25 @@ def test_three_label_files(tmp_path: Path) -> None:
     path = tmp_path / "three.csv"
     path.write_text("text,label\na,0\nb,2\n")
     assert read_labelled_file(path, num_labels=3).labels == (0, 2)
+
+
+@pytest.mark.parametrize("name", ["long.tsv", "long.csv"])
+def test_a_long_document_loads_and_errors_name_its_own_line(tmp_path: Path, name: str) -> None:
+    sep = "\t" if name.endswith(".tsv") else ","
+    document = "word " * 40_000  # 200,000 characters: past csv's default field limit of 131,072
+    path = tmp_path / name
+    path.write_text(f"sentence{sep}label\n{document}{sep}1\nshort{sep}0\n")
+    assert read_labelled_file(path).texts == (document.strip(), "short")
+    path.write_text(f"sentence{sep}label\n{document}{sep}1\nshort{sep}2\n")
+    with pytest.raises(DataFileError, match=rf"{name}:3: label '2' is outside"):
+        read_labelled_file(path)
+    path.write_text(f"sentence{sep}label\nshort{sep}0\n{document}{sep}1{sep}extra\n")
+    with pytest.raises(DataFileError, match=rf"{name}:3: expected 2 fields, got 3"):
+        read_labelled_file(path)
+
+
+def test_jsonl_line_numbers_are_the_files_own(tmp_path: Path) -> None:
+    path = tmp_path / "separators.jsonl"  # U+2028 inside a JSON string is one line of the file, not two
+    path.write_text('{"text": "one\u2028line", "label": 1}\n{"text": "bad", "label": 7}\n', encoding="utf-8")
+    with pytest.raises(DataFileError, match=r"separators.jsonl:2: label '7' is outside"):
+        read_labelled_file(path)

@@ -1,0 +1,170 @@
+"""Bad input never reaches a trial: every setting is converted to its field's type and checked when the spec is
+built, a failed trial's row is written whatever its settings, and a clean file too small to split says so."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import cli
+from core.defenses import get_defense
+from core.models import tiny_classifier
+from orchestration.model_files import save_classifier
+from orchestration.overrides import apply_overrides
+from orchestration.presets import smoke
+from orchestration.results import read_rows, write_row
+from orchestration.spec import (
+    Cell,
+    apply_settings,
+    cells,
+    flatten,
+    load_settings_file,
+    parse_value,
+    read_best_params,
+    spec_to_dict,
+)
+from orchestration.sweep import failed_row, trial_inputs
+from orchestration.trial import trial_id
+
+# ------------------------------------------------------------------------------------- settings
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"training.distil.lr": "abc"}, r"^training\.distil\.lr: expected a float or null, got 'abc'$"),
+        ({"training.max_length": "long"}, r"^training\.max_length: expected an integer, got 'long'$"),
+        ({"training.bf16": "maybe"}, r"^training\.bf16: expected a boolean \(true or false\) or null, got 'maybe'$"),
+        ({"seeds": [0, "x"]}, r"^seeds: expected a list of integers, got \[0, 'x'\]$"),
+        ({"resources.max_concurrent": 1.5}, r"^resources\.max_concurrent: expected an integer or null, got 1\.5$"),
+        ({"training.distil": {"lr": "abc"}}, r"^training\.distil\.lr: expected a float or null, got 'abc'$"),
+        # Values only a lazily built cell config rejects: the spec builds every cell's config once.
+        ({"training.distil.lr": -1}, r"^training\.distil\.lr=-1: defense mbtsad: need lr > 0"),
+        ({"training.retrain.epochs": 0}, r"^training\.retrain\.epochs=0: defense ts-ft: need .*epochs >= 1"),
+        ({"training.attack.lr": 0}, r"^training\.attack\.lr=0: attack badnets: need lr > 0"),
+        (
+            {"defense_settings.fine-mixing.rho": "abc"},
+            r"^defense fine-mixing: rho: expected a float or null, got 'abc'",
+        ),
+        ({"defense_settings.mbtsad.attention_axis": "diag"}, r"^defense mbtsad: .*attention_axis must be one of"),
+        ({"attack_settings.badnets.poison.rate": "x"}, r"^attack badnets: poison\.rate: expected a float, got 'x'$"),
+        ({"defense_settings.cft.train.lr": "fast"}, r"^defense cft: train\.lr: expected a float, got 'fast'$"),
+    ],
+)
+def test_a_bad_setting_fails_when_the_spec_is_built(settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        apply_settings(smoke(), {key: parse_value(v) if isinstance(v, str) else v for key, v in settings.items()})
+
+
+def test_a_defence_outside_the_grid_is_checked_too() -> None:
+    spec = apply_settings(smoke(), {"defenses": ["none", "cft"]})
+    with pytest.raises(ValueError, match=r"^defense fine-pruning: cft.train.epochs: expected an integer, got .many.$"):
+        apply_settings(spec, {"defense_settings.fine-pruning.cft.train.epochs": "many"})
+
+
+def test_settings_are_converted_to_their_types(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("training:\n  distil:\n    lr: 1e-4\n  bf16: 'false'\ndatasets: imdb\nname: 2024\n")
+    spec = apply_settings(smoke(), flatten(load_settings_file(path)))  # YAML reads 1e-4 as a string
+    assert spec.training.distil.lr == 1e-4 and isinstance(spec.training.distil.lr, float)
+    assert spec.training.bf16 is False and spec.datasets == ("imdb",) and spec.name == "2024"
+    assert apply_settings(smoke(), {"training.max_length": parse_value("64")}).training.max_length == 64
+    assert apply_settings(smoke(), {"data.max_train": "null"}).data.max_train is None
+    path.write_text("training:\n  distil:\n    lr: abc\n")
+    with pytest.raises(ValueError, match=r"training\.distil\.lr: expected a float or null, got 'abc'"):
+        apply_settings(smoke(), flatten(load_settings_file(path)))
+
+
+def test_defend_overrides_are_converted_and_checked() -> None:
+    config = get_defense("mbtsad").default_config()
+    changed = apply_overrides(config, {"alpha": "0.5", "train.epochs": "3", "terms": "ce"})
+    assert (changed.alpha, changed.train.epochs, changed.terms) == (0.5, 3, ("ce",))
+    with pytest.raises(ValueError, match=r"^train\.lr: expected a float, got 'abc'$"):
+        apply_overrides(config, {"train.lr": "abc"})
+    with pytest.raises(ValueError, match=r"^train\.lr=-0\.1: need lr > 0"):
+        apply_overrides(config, {"train.lr": "-0.1"})
+    with pytest.raises(ValueError, match=r"^terms=\['ce', 'ce'\]: terms must be distinct"):
+        apply_overrides(config, {"terms": "[ce, ce]"})
+
+
+def test_the_sweep_command_refuses_a_bad_value_before_ray_starts(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["sweep", "--set", "training.distil.lr=abc", "--run-dir", str(run_dir)])
+    assert result.exit_code == 2, result.output
+    assert "training.distil.lr: expected a float or null, got 'abc'" in result.output
+    assert "Traceback" not in result.output and not run_dir.exists()
+
+
+def test_tuned_weights_are_converted_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "best_params.json"
+    path.write_text('{"badnets": {"alpha": 2, "beta": "0.5"}}')
+    assert read_best_params(path) == {"badnets": {"alpha": 2.0, "beta": 0.5}}
+    path.write_text('{"badnets": {"alpha": "abc"}}')
+    with pytest.raises(ValueError, match=r"best_params\.json: badnets\.alpha: expected a float, got 'abc'"):
+        read_best_params(path)
+
+
+def test_a_tune_config_is_converted_and_checked() -> None:
+    cell = next(c for c in cells(smoke()) if c.defense == "mbtsad")
+    config = {"spec": spec_to_dict(smoke()), "cell": dataclasses.asdict(cell)}
+    _, tuned = trial_inputs({**config, "alpha": np.float64(0.25)})
+    assert tuned.alpha == 0.25 and type(tuned.alpha) is float
+    with pytest.raises(ValueError, match=r"^alpha: expected a float or null, got 'abc'$"):
+        trial_inputs({**config, "alpha": "abc"})
+
+
+# ------------------------------------------------------------------------------------- failed rows
+
+
+def test_a_failed_row_is_written_even_when_its_settings_do_not_load(tmp_path: Path) -> None:
+    cell = Cell("sst2", "badnets", "mbtsad", "ts", 0, alpha=1.0, beta=1.0)
+    good = {"spec": spec_to_dict(smoke()), "cell": dataclasses.asdict(cell)}
+    row = failed_row(good, "RuntimeError: out of memory", 3.0)
+    assert (row["trial_id"], row["status"], row["error"]) == (
+        trial_id(smoke(), cell),
+        "failed",
+        "RuntimeError: out of memory",
+    )
+
+    bad = copy.deepcopy(good)
+    bad["spec"]["training"]["distil"]["lr"] = "abc"  # the very value that failed the trial
+    row = failed_row(bad, "TypeError: '<=' not supported", 3.0)
+    assert row == failed_row(bad, "TypeError: '<=' not supported", 3.0)  # the same trial, the same row
+    assert row["status"] == "failed" and row["trial_id"] != trial_id(smoke(), cell)
+    assert row["error"].startswith("TypeError: '<=' not supported; its settings do not load either: ValueError:")
+    assert "training.distil.lr: expected a float or null, got 'abc'" in row["error"]
+    assert (row["dataset"], row["attack"], row["defense"], row["seed"], row["alpha"]) == (
+        "sst2",
+        "badnets",
+        "mbtsad",
+        0,
+        1.0,
+    )
+    garbage = failed_row({"cell": {"seed": "x", "alpha": "y", "dataset": 3}}, "KeyError: 'spec'", 0.0)
+    assert garbage["status"] == "failed" and garbage["seed"] is None and garbage["dataset"] is None
+    for written in (row, garbage):
+        write_row(tmp_path, written)
+    rows = read_rows(tmp_path)
+    assert sorted(rows["status"].to_list()) == ["failed", "failed"] and rows["error"].null_count() == 0
+
+
+# ------------------------------------------------------------------------------------- a clean file too small
+
+
+def test_a_clean_file_too_small_to_hold_out_dev_names_the_file_and_the_remedy(tmp_path: Path, vocab_path) -> None:
+    model = save_classifier(tiny_classifier(vocab_path, seed=0), tmp_path / "model", {})
+    runner = CliRunner()
+    for rows, expected in ((1, "has 1 row,"), (10, "has 10 rows,")):
+        clean = tmp_path / f"clean{rows}.csv"
+        clean.write_text("text,label\n" + "".join(f"sentence {i},{i % 2}\n" for i in range(rows)))
+        result = runner.invoke(cli, ["defend", str(model), "--clean", str(clean), "--out", str(tmp_path / "out")])
+        assert result.exit_code == 2, result.output
+        message = " ".join(result.output.split())
+        assert f"{clean.name}: {expected} too few to hold out a 10% dev split" in message, message
+        assert "at least 6 rows of one label" in message and "--dev" in message
+        assert not (tmp_path / "out").exists()

@@ -485,6 +485,11 @@ def _takes_spec(function: Any) -> Any:
     help="Ray cluster-launcher file: bring it up (or attach), run the sweep on its head, fetch the results.",
 )
 @click.option("--max-concurrent", type=int, help="Run at most this many trials at once.")
+@click.option("--track", type=click.Choice(["mlflow"]), help="Also log each trial's settings and metrics to MLflow.")
+@click.option(
+    "--track-uri",
+    help="MLflow tracking URI [sqlite:///RUN_DIR/mlflow.db]; browse it with `mlflow ui --backend-store-uri URI`.",
+)
 @click.pass_obj
 def sweep(
     obj: dict[str, Any],
@@ -496,6 +501,8 @@ def sweep(
     resume_dir: Path | None,
     cluster_file: Path | None,
     max_concurrent: int | None,
+    track: str | None,
+    track_uri: str | None,
 ) -> None:
     """Run the experiment grid as a Ray Tune sweep: one trial per (dataset, attack, defence, seed) cell.
 
@@ -507,8 +514,13 @@ def sweep(
     settings = _settings(config_file, sets)
     if max_concurrent is not None:
         settings["resources.max_concurrent"] = max_concurrent
-    if resume_dir is not None and settings:
-        raise click.UsageError("--resume continues a sweep as it started: drop --config, --set and --max-concurrent")
+    if resume_dir is not None and (settings or track):
+        raise click.UsageError(
+            "--resume continues a sweep as it started: drop --config, --set, --max-concurrent and --track"
+        )
+    if track_uri is not None and track is None:
+        raise click.UsageError("--track-uri needs --track mlflow")
+    tracking = ["--track", track, *(["--track-uri", track_uri] if track_uri else [])] if track else []
     if cluster_file is not None:
         from orchestration.cluster import run_on_cluster
 
@@ -519,6 +531,7 @@ def sweep(
         forwarded = ["--resume", target] if resume_dir else ["--preset", preset, "--run-dir", target]
         for key, value in settings.items():
             forwarded += ["--set", f"{key}={json.dumps(value)}"]
+        forwarded += tracking
         try:
             run_on_cluster(cluster_file, forwarded, target)
         except RuntimeError as err:
@@ -531,12 +544,18 @@ def sweep(
         outcome = resume_sweep(resume_dir, address=address)
     else:
         spec = _spec(obj, preset, settings)
-        outcome = run_sweep(spec, run_dir or Path("runs") / spec.name, address=address)
+        run_dir = run_dir or Path("runs") / spec.name
+        if track and track_uri is None:
+            track_uri = f"sqlite:///{run_dir.resolve() / 'mlflow.db'}"
+        outcome = run_sweep(spec, run_dir, address=address, track_uri=track_uri)
     console.print(
         f"{outcome.ok}/{outcome.total} trials ok, {outcome.failed} failed, in {outcome.wall_s:.0f} s; "
         f"results in {outcome.run_dir / 'trials'}; tables: "
-        f"python cli.py tables --results {outcome.run_dir} --out tables_out/"
+        f"python cli.py tables --results {outcome.run_dir} --out tables_out/",
+        soft_wrap=True,
     )
+    if track_uri is not None:
+        console.print(f"trials tracked in MLflow: mlflow ui --backend-store-uri {track_uri}", soft_wrap=True)
 
 
 @cli.command(name="select-aug", short_help="Eq. 9: score each augmentation by M_b's cross-entropy; t-SNE pictures.")

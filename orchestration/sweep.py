@@ -31,6 +31,7 @@ import ray
 import torch
 import yaml
 from ray import tune
+from ray.air.integrations.mlflow import MLflowLoggerCallback
 from rich.console import Console
 from rich.live import Live
 
@@ -305,6 +306,29 @@ class SweepMonitor(tune.Callback):
             self.live = None
 
 
+class TrialTracker(MLflowLoggerCallback):
+    """Ray Tune's MLflow logger: one MLflow run per trial, its config as params and its row as metrics. It pickles
+    as its settings (the logger holds the mlflow module, which does not pickle), so a resumed sweep keeps logging."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"tracking_uri": self.tracking_uri, "experiment_name": self.experiment_name}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        MLflowLoggerCallback.__init__(self, **state)
+
+
+def trial_tracker(uri: str, experiment: str) -> TrialTracker:
+    """The MLflow logger of `--track mlflow`; MLflow is an optional dependency, so without it say how to get it."""
+    try:
+        import mlflow  # noqa: F401  (only to know it is there: the logger imports it itself)
+    except ImportError:
+        raise ValueError(
+            "--track mlflow needs MLflow: pip install mlflow-skinny (or pip install mlflow, which has `mlflow ui`)"
+        ) from None
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its notices on creating the database would break the log
+    return TrialTracker(uri, experiment_name=experiment)
+
+
 # ------------------------------------------------------------------------------------- running a sweep
 
 
@@ -394,8 +418,11 @@ def announce(spec: SweepSpec, plan: list[Cell]) -> None:
     )
 
 
-def run_sweep(spec: SweepSpec, run_dir: Path, *, address: str | None = None) -> SweepOutcome:
-    """Run every cell of `spec` as a Ray Tune trial; rows land in `<run_dir>/trials/` as trials finish."""
+def run_sweep(
+    spec: SweepSpec, run_dir: Path, *, address: str | None = None, track_uri: str | None = None
+) -> SweepOutcome:
+    """Run every cell of `spec` as a Ray Tune trial; rows land in `<run_dir>/trials/` as trials finish, and in
+    the MLflow tracking store `track_uri` too when one is given."""
     started = time.monotonic()
     run_dir = run_dir.resolve()
     spec = resolve_locations(spec, run_dir)
@@ -406,6 +433,7 @@ def run_sweep(spec: SweepSpec, run_dir: Path, *, address: str | None = None) -> 
             return resume_sweep(run_dir, address=address)
         raise ValueError(f"{run_dir} holds a sweep with other settings: pick another --run-dir (or --resume {run_dir})")
     plan = cells(spec, read_best_params(Path(spec.best_params) if spec.best_params else None))
+    tracking = [] if track_uri is None else [trial_tracker(track_uri, spec.name)]
     announce(spec, plan)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / SPEC_FILE).write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False))
@@ -423,7 +451,7 @@ def run_sweep(spec: SweepSpec, run_dir: Path, *, address: str | None = None) -> 
                 name=EXPERIMENT,
                 storage_path=str(run_dir),
                 failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
-                callbacks=[SweepMonitor(run_dir, f"sweep {spec.name}", len(plan))],
+                callbacks=[SweepMonitor(run_dir, f"sweep {spec.name}", len(plan)), *tracking],
                 verbose=0,
             ),
         )

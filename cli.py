@@ -39,6 +39,11 @@ def scores_table(title: str, rows: dict[str, Evaluation]) -> Table:
     return table
 
 
+def say(message: str) -> None:
+    """A line to stderr as written: not wrapped at the terminal width, no rich markup read into a path."""
+    console.print(message, soft_wrap=True, markup=False)
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     from orchestration.store import write_atomic
 
@@ -156,7 +161,7 @@ def attack(
     }
     save_classifier(result.backdoored, out, card)
     console.print(scores_table(f"{attack_name} on {dataset} (test set)", {"M_b": result.evaluation}))
-    console.print(f"saved the backdoored model to {out}")
+    say(f"saved the backdoored model to {out}")
 
 
 def _trigger(attack_name: str | None, card: dict[str, Any]) -> PoisonConfig | None:
@@ -301,7 +306,7 @@ def defend(
     }
     write_json(out / "report.json", report)
     console.print(scores_table(f"{method} (test set)", {"before": before, "after": after}))
-    console.print(f"wrote {out / 'report.json'}" + ("" if defense.kind == "detection" else " and the purified model"))
+    say(f"wrote {out / 'report.json'}" + ("" if defense.kind == "detection" else " and the purified model"))
 
 
 @cli.command(name="evaluate")
@@ -400,7 +405,7 @@ def demo(obj: dict[str, Any], model_spec: str, train_size: int, seed: int, out: 
     }
     write_json(out / "demo.json", payload)
     console.print(scores_table(f"BadNets on SST-2 ({model_spec}, {len(splits.train)} training sentences)", rows))
-    console.print(f"wrote {out / 'demo.json'} in {payload['wall_s']} s", soft_wrap=True)
+    say(f"wrote {out / 'demo.json'} in {payload['wall_s']} s")
 
 
 @cli.command(name="defenses")
@@ -469,6 +474,29 @@ def _takes_spec(function: Any) -> Any:
     return command
 
 
+def _track_options(function: Any) -> Any:
+    """--track and --track-uri, for the commands that run Ray Tune trials."""
+    for option in (
+        click.option(
+            "--track-uri",
+            help="MLflow tracking URI [sqlite:///RUN_DIR/mlflow.db]; browse with `mlflow ui --backend-store-uri URI`.",
+        ),
+        click.option("--track", type=click.Choice(["mlflow"]), help="Also log each trial's settings and metrics."),
+    ):
+        function = option(function)
+    return function
+
+
+def _check_tracking(track: str | None, track_uri: str | None) -> None:
+    if track_uri is not None and track is None:
+        raise click.UsageError("--track-uri needs --track mlflow")
+
+
+def _tracking_uri(track: str | None, track_uri: str | None, run_dir: Path) -> str | None:
+    """Where --track logs: --track-uri, else an SQLite store in the run folder; None without --track."""
+    return None if track is None else track_uri or f"sqlite:///{run_dir.resolve() / 'mlflow.db'}"
+
+
 @cli.command()
 @_spec_options
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Results folder [runs/<name>].")
@@ -485,11 +513,7 @@ def _takes_spec(function: Any) -> Any:
     help="Ray cluster-launcher file: bring it up (or attach), run the sweep on its head, fetch the results.",
 )
 @click.option("--max-concurrent", type=int, help="Run at most this many trials at once.")
-@click.option("--track", type=click.Choice(["mlflow"]), help="Also log each trial's settings and metrics to MLflow.")
-@click.option(
-    "--track-uri",
-    help="MLflow tracking URI [sqlite:///RUN_DIR/mlflow.db]; browse it with `mlflow ui --backend-store-uri URI`.",
-)
+@_track_options
 @click.pass_obj
 def sweep(
     obj: dict[str, Any],
@@ -518,8 +542,7 @@ def sweep(
         raise click.UsageError(
             "--resume continues a sweep as it started: drop --config, --set, --max-concurrent and --track"
         )
-    if track_uri is not None and track is None:
-        raise click.UsageError("--track-uri needs --track mlflow")
+    _check_tracking(track, track_uri)
     tracking = ["--track", track, *(["--track-uri", track_uri] if track_uri else [])] if track else []
     if cluster_file is not None:
         from orchestration.cluster import run_on_cluster
@@ -536,7 +559,7 @@ def sweep(
             run_on_cluster(cluster_file, forwarded, target)
         except RuntimeError as err:
             raise click.ClickException(str(err)) from None
-        console.print(f"results in {target}/trials/ (fetched from the cluster)")
+        say(f"results in {target}/trials/ (fetched from the cluster)")
         return
     from orchestration.sweep import resume_sweep, run_sweep
 
@@ -545,17 +568,15 @@ def sweep(
     else:
         spec = _spec(obj, preset, settings)
         run_dir = run_dir or Path("runs") / spec.name
-        if track and track_uri is None:
-            track_uri = f"sqlite:///{run_dir.resolve() / 'mlflow.db'}"
+        track_uri = _tracking_uri(track, track_uri, run_dir)
         outcome = run_sweep(spec, run_dir, address=address, track_uri=track_uri)
-    console.print(
+    say(
         f"{outcome.ok}/{outcome.total} trials ok, {outcome.failed} failed, in {outcome.wall_s:.0f} s; "
         f"results in {outcome.run_dir / 'trials'}; tables: "
-        f"python cli.py tables --results {outcome.run_dir} --out tables_out/",
-        soft_wrap=True,
+        f"python cli.py tables --results {outcome.run_dir} --out tables_out/"
     )
     if track_uri is not None:
-        console.print(f"trials tracked in MLflow: mlflow ui --backend-store-uri {track_uri}", soft_wrap=True)
+        say(f"trials tracked in MLflow: mlflow ui --backend-store-uri {track_uri}")
 
 
 @cli.command(name="select-aug", short_help="Eq. 9: score each augmentation by M_b's cross-entropy; t-SNE pictures.")
@@ -600,7 +621,7 @@ def select_aug(
             table.add_row(name, f"[bold]{ce:.4f}[/]" if name == entry["selected"] else f"{ce:.4f}")
         console.print(table)
         console.print(f"selected: {entry['selected']}")
-    console.print(
+    say(
         f"{len(outcome.scores)} scores and pictures in {outcome.run_dir / 'select_aug'} in {outcome.wall_s:.0f} s; "
         f"summary {outcome.run_dir / 'select_aug.json'}"
     )
@@ -618,6 +639,7 @@ def select_aug(
     show_default=True,
     help="ASR points charged per point of clean dev accuracy lost against M_b.",
 )
+@_track_options
 @click.pass_obj
 @_takes_spec
 def tune(
@@ -627,6 +649,8 @@ def tune(
     attacks: tuple[str, ...],
     samples: int,
     penalty: float,
+    track: str | None,
+    track_uri: str | None,
 ) -> None:
     """Search MBTSAD's alpha and beta per attack with Optuna inside Ray Tune, on dev data only.
 
@@ -636,13 +660,11 @@ def tune(
     """
     from orchestration.search import run_tuning
 
+    _check_tracking(track, track_uri)
+    run_dir = run_dir or Path("runs") / f"{spec.name}-tune"
+    track_uri = _tracking_uri(track, track_uri, run_dir)
     outcome = run_tuning(
-        spec,
-        run_dir or Path("runs") / f"{spec.name}-tune",
-        attacks=attacks or None,
-        samples=samples,
-        penalty=penalty,
-        address=address,
+        spec, run_dir, attacks=attacks or None, samples=samples, penalty=penalty, address=address, track_uri=track_uri
     )
     table = Table(title="alpha and beta tuned on dev data")
     for column in ("dataset/attack", "trials", "alpha", "beta", "objective"):
@@ -656,7 +678,9 @@ def tune(
             f"{study.best_objective:.2f}",
         )
     console.print(table)
-    console.print(f"best values in {outcome.best_params}; study in {outcome.run_dir} ({outcome.wall_s:.0f} s)")
+    say(f"best values in {outcome.best_params}; study in {outcome.run_dir} ({outcome.wall_s:.0f} s)")
+    if track_uri is not None:
+        say(f"trials tracked in MLflow, one experiment per study: mlflow ui --backend-store-uri {track_uri}")
 
 
 cli.add_command(tables_command, name="tables")

@@ -33,7 +33,14 @@ from orchestration.select_aug import (
     write_summary,
 )
 from orchestration.spec import Cell, SweepSpec, spec_from_dict, spec_to_dict
-from orchestration.sweep import cluster_lock, ray_session, resolve_locations, trial_inputs, trial_resources
+from orchestration.sweep import (
+    cluster_lock,
+    ray_session,
+    resolve_locations,
+    trial_inputs,
+    trial_resources,
+    trial_tracker,
+)
 from orchestration.trial import run_trial
 from orchestration.tuning import (
     DEFAULT_PENALTY,
@@ -161,9 +168,11 @@ def run_tuning(
     samples: int = 10,
     penalty: float = DEFAULT_PENALTY,
     address: str | None = None,
+    track_uri: str | None = None,
 ) -> TuneOutcome:
     """Search alpha and beta per (dataset, attack) on dev data (the spec's first seed), `samples` trials each,
-    continuing the run folder's studies; the best values go where `sweep` reads them."""
+    continuing the run folder's studies; the best values go where `sweep` reads them, and each study's trials
+    to an MLflow experiment of its name in `track_uri` when one is given."""
     started = time.monotonic()
     run_dir = run_dir.resolve()
     target = best_params_path(spec, run_dir).resolve()
@@ -171,6 +180,8 @@ def run_tuning(
     unknown = [a for a in attacks or () if a not in spec.attacks]
     if unknown:
         raise ValueError(f"attacks {unknown} are not in the spec; valid: {', '.join(spec.attacks)}")
+    names = [study_name(dataset, attack) for dataset in spec.datasets for attack in attacks or spec.attacks]
+    trackers = {} if track_uri is None else {name: trial_tracker(track_uri, name) for name in names}
     run_dir.mkdir(parents=True, exist_ok=True)
     storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / STUDY_FILE}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -201,6 +212,7 @@ def run_tuning(
                         name=f"optuna-{name}-{time.strftime('%Y%m%d-%H%M%S')}",
                         storage_path=str(run_dir),
                         failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
+                        callbacks=[trackers[name]] if trackers else None,
                         verbose=0,
                     ),
                 ).fit()

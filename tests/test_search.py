@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 import ray
 from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
 
 from cli import cli
 from orchestration.presets import smoke
@@ -70,10 +71,14 @@ def test_merging_best_values_keeps_other_entries(tmp_path: Path) -> None:
     path = tmp_path / "best_params.json"
     merge_best_params(path, {"imdb/lwp": {"alpha": 2.0, "beta": 0.5}})
     merged = merge_best_params(path, {"sst2/badnets": {"alpha": 1.5, "beta": 0.0}})
-    assert json.loads(path.read_text()) == merged == {
-        "imdb/lwp": {"alpha": 2.0, "beta": 0.5},
-        "sst2/badnets": {"alpha": 1.5, "beta": 0.0},
-    }
+    assert (
+        json.loads(path.read_text())
+        == merged
+        == {
+            "imdb/lwp": {"alpha": 2.0, "beta": 0.5},
+            "sst2/badnets": {"alpha": 1.5, "beta": 0.0},
+        }
+    )
 
 
 def test_search_space_is_the_declared_ranges() -> None:
@@ -94,8 +99,18 @@ def test_tune_proposes_within_ranges_and_a_second_run_continues_the_study(root: 
     storage = f"sqlite:///{root / 'smoke-tune' / 'optuna.db'}"
     first = optuna.load_study(study_name=study_name("sst2", "badnets"), storage=storage).trials
     assert len(first) == 2 and outcome.studies[0].trials == 2
-    invoke("tune", *settings_args(root), "--run-dir", str(root / "smoke-tune"), "--samples", "1", "--penalty", "0.5")
+    invoke(
+        "tune",
+        *settings_args(root),
+        *("--run-dir", str(root / "smoke-tune"), "--samples", "1", "--penalty", "0.5", "--track", "mlflow"),
+    )
     trials = optuna.load_study(study_name=study_name("sst2", "badnets"), storage=storage).trials
+    mlflow = MlflowClient(tracking_uri=f"sqlite:///{root / 'smoke-tune' / 'mlflow.db'}")
+    experiment = mlflow.get_experiment_by_name(study_name("sst2", "badnets"))
+    assert experiment is not None
+    (logged,) = mlflow.search_runs([experiment.experiment_id])  # the one trial of the tracked run
+    assert float(logged.data.params["alpha"]) == pytest.approx(trials[2].params["alpha"])
+    assert logged.data.metrics["objective"] == pytest.approx(trials[2].value)
     assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert trials[2].params not in [t.params for t in first]  # the continued study proposed a new point
     for trial in trials:

@@ -110,7 +110,7 @@ def _common_training(function: Any) -> Any:
     return function
 
 
-@cli.command()
+@cli.command(short_help="Build a backdoored model M_b (BadNets, LWP, EP, AddSent); report CACC and ASR.")
 @click.option("--dataset", default="sst2", show_default=True, help="sst2, sst2-glue, imdb, or a folder of files.")
 @click.option("--attack", "attack_name", default="badnets", show_default=True, help="badnets, lwp, ep or addsent.")
 @click.option("--model", "model_spec", default="minilm", show_default=True, help="minilm, tiny, folder or hub id.")
@@ -227,7 +227,7 @@ def _clean_data(
     )
 
 
-@cli.command()
+@cli.command(short_help="Purify or guard a suspect model with a named defence; CACC and ASR before and after.")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--method", default="mbtsad", show_default=True, help="A defence name (see `cli.py defenses`).")
 @click.option("--clean", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Your clean data file.")
@@ -408,6 +408,87 @@ def demo(obj: dict[str, Any], model_spec: str, train_size: int, seed: int, out: 
     say(f"wrote {out / 'demo.json'} in {payload['wall_s']} s")
 
 
+@cli.command(short_help="The model's counterpart of the paper's 2e-5: clean fine-tuning at each candidate rate.")
+@click.option("--model", "model_spec", default="minilm", show_default=True, help="minilm, tiny, folder or hub id.")
+@click.option("--dataset", default="sst2", show_default=True, help="sst2, sst2-glue, imdb, or a folder of files.")
+@click.option("--rate", "rates", type=float, multiple=True, help="A candidate rate (repeat); default 2e-5 to 4e-4.")
+@click.option("--epochs", type=int, default=2, show_default=True, help="Epochs of fine-tuning at each rate.")
+@click.option("--max-length", type=int, default=48, show_default=True)
+@click.option("--max-train", type=int, help="Use only the first N training samples (quick runs).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--tolerance", type=float, default=0.2, show_default=True, help="Dev points within which smaller wins.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The JSON report.")
+@click.pass_obj
+def rates(
+    obj: dict[str, Any],
+    model_spec: str,
+    dataset: str,
+    rates: tuple[float, ...],
+    epochs: int,
+    max_length: int,
+    max_train: int | None,
+    seed: int,
+    tolerance: float,
+    out: Path,
+) -> None:
+    """Fine-tune the pre-trained model on clean training data at each rate and keep the one with the best clean
+    dev accuracy (core/rates.py): it stands for the paper's 2e-5, distillation runs at 25 times it. Clean data only.
+    """
+    from core.data import load_splits
+    from core.rates import RateSearch, choose_rate, rate_curve, stage_rates
+    from core.train import TrainConfig
+    from orchestration.hub import open_classifier, resolve_model
+    from orchestration.progress import training_progress
+
+    search = RateSearch(
+        **({"rates": rates} if rates else {}),
+        train=TrainConfig(lr=RateSearch().train.lr, epochs=epochs, max_length=max_length),
+        tolerance=tolerance,
+    )
+    splits = load_splits(dataset, obj["data_dir"])
+    train = splits.train if not max_train else splits.train.subset(range(min(max_train, len(splits.train))))
+    base_model = resolve_model(model_spec)
+    pretrained = open_classifier(base_model, seed=seed, data_dir=obj["data_dir"])
+    started = time.perf_counter()
+    curves = []
+    with training_progress(console) as progress:
+        for lr in search.rates:
+            progress.start(f"clean fine-tuning at {lr:g}")
+            curve = rate_curve(
+                pretrained, train, splits.dev, replace(search.train, lr=lr), seed=seed, on_step=progress.on_step
+            )
+            curves.append(curve)
+    chosen = choose_rate(curves, tolerance=search.tolerance)
+    stages = stage_rates(chosen)
+    table = Table(title=f"clean dev accuracy per epoch ({base_model}, {dataset}, {len(train)} training samples)")
+    for column in ("lr", *(f"epoch {e}" for e in range(1, epochs + 1)), "best"):
+        table.add_column(column, justify="right")
+    for curve in curves:
+        mark = " *" if curve.lr == chosen else ""
+        table.add_row(f"{curve.lr:g}{mark}", *(f"{a:.2f}" for a in curve.dev_accuracy), f"{curve.best:.2f}")
+    console.print(table)
+    settings = " ".join(f"--set training.{stage}.lr={lr:g}" for stage, lr in stages.items())
+    write_json(
+        out,
+        {
+            "model": base_model,
+            "dataset": dataset,
+            "train_size": len(train),
+            "seed": seed,
+            "epochs": epochs,
+            "max_length": max_length,
+            "tolerance": tolerance,
+            "curves": {f"{c.lr:g}": list(c.dev_accuracy) for c in curves},
+            "chosen": chosen,
+            "stage_rates": dict(stages),
+            "sweep_settings": settings,
+            "wall_s": round(time.perf_counter() - started, 1),
+        },
+    )
+    say(f"chosen rate {chosen:g} (distillation {stages['distil']:g}); sweep with: {settings}")
+    say(f"wrote {out}")
+
+
 @cli.command(name="defenses")
 def list_defenses() -> None:
     """List the defences and what they need."""
@@ -497,7 +578,7 @@ def _tracking_uri(track: str | None, track_uri: str | None, run_dir: Path) -> st
     return None if track is None else track_uri or f"sqlite:///{run_dir.resolve() / 'mlflow.db'}"
 
 
-@cli.command()
+@cli.command(short_help="Run the experiment grid (Tables I-IV) as a Ray Tune sweep, locally or on a cluster.")
 @_spec_options
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Results folder [runs/<name>].")
 @click.option(
@@ -627,7 +708,7 @@ def select_aug(
     )
 
 
-@cli.command()
+@cli.command(short_help="Tune MBTSAD's alpha and beta per attack with Optuna on dev data.")
 @_spec_options
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Tuning folder [runs/<name>-tune].")
 @click.option("--attack", "attacks", multiple=True, help="Tune only these attacks (repeatable; default: the spec's).")

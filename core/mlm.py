@@ -9,7 +9,7 @@ business; this module reads nothing but the encoder it is pointed at.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,16 +17,19 @@ import torch
 from torch.nn import functional as F
 from transformers import BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
 
+from core.batching import training_order
+
 
 @dataclass(frozen=True)
 class MlmHeadConfig:
     """How the MLM head is fitted."""
 
     steps: int = 300  # optimizer steps; the head is small and the encoder frozen, so a few hundred do
-    batch_size: int = 32  # texts per step, drawn with replacement
+    batch_size: int = 32  # texts per step; epochs over the texts, each a fresh seeded order
     lr: float = 1e-3  # Adam learning rate for the head alone
     max_length: int = 64  # wordpieces per text; SST-2 fits, longer texts are truncated
     mask_prob: float = 0.15  # BERT's share of tokens chosen for prediction (of them 80/10/10)
+    group_by_length: bool = True  # length-grouped batches (core/batching.py), as in training; False: random ones
 
 
 def mask_tokens(
@@ -94,6 +97,17 @@ def _with_fresh_head(encoder: str | Path | PreTrainedModel, generator: torch.Gen
     return model
 
 
+def _batch_rows(lengths: list[int], *, config: MlmHeadConfig, generator: torch.Generator) -> Iterator[list[int]]:
+    """`config.steps` batches of row indices: epochs of `training_order`, as many as the steps need."""
+    left = config.steps
+    while left > 0:
+        epoch = training_order(
+            lengths, batch_size=config.batch_size, generator=generator, group_by_length=config.group_by_length
+        )[:left]
+        left -= len(epoch)
+        yield from epoch
+
+
 def fit_mlm_head(
     encoder: str | Path | PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -115,8 +129,7 @@ def fit_mlm_head(
     optimizer = torch.optim.Adam(head_params, lr=config.lr)
     rows = tokenizer(list(texts), truncation=True, max_length=config.max_length)["input_ids"]
     special = torch.tensor(tokenizer.all_special_ids)
-    for _ in range(config.steps):
-        picks = torch.randint(len(rows), (config.batch_size,), generator=generator).tolist()
+    for picks in _batch_rows([len(row) for row in rows], config=config, generator=generator):
         input_ids, attention_mask = pad_batch([rows[i] for i in picks], pad_token_id=tokenizer.pad_token_id)
         inputs, labels = mask_tokens(
             input_ids,

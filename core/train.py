@@ -18,10 +18,12 @@ Choices worth knowing:
   seed, which restores the caller's RNG state afterwards. Same seed, same weights on CPU.
 - bf16 autocast is on by default only where the hardware has native bf16 (a CUDA GPU with bf16,
   AVX512-BF16/AMX or ARM bf16 CPUs): measured on an AVX2 CPU it is about 20 times slower than fp32.
-- Tokenised batches (dynamic padding) and prediction live in `core/batching.py`.
+- Tokenised batches (dynamic padding, grouped by length for training) and prediction live in
+  `core/batching.py`.
 - Checkpoint selection keeps the best epoch's weights in memory: by clean dev accuracy when `dev`
   is given (defences), by a caller's `score` when given (the attacker may score on poisoned dev),
-  else the last epoch.
+  else the last epoch. With `patience`, training stops once that score has not improved for `patience`
+  epochs ("while no convergence", Algorithm 1), `epochs` being the most it trains.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ from core.metrics import Counts, clean_accuracy
 
 NEEDS = frozenset({"attentions", "hidden_states", "teacher"})  # what a loss term may ask the step for
 RESERVED = frozenset({"loss", "grad_norm", "lr"})  # keys of the step's dict that terms cannot take
+SCHEDULES = ("linear", "constant")
+OPTIMIZERS = ("adamw", "sgd")
 
 
 @dataclass(frozen=True)
@@ -65,10 +69,28 @@ class TrainConfig:
     bf16: bool | None = None  # bf16 autocast; None: on only where the hardware has native bf16
     seed: int = 0  # shuffling order and dropout
     eval_batch_size: int = 128  # batch size of the per-epoch dev evaluation
+    group_by_length: bool = True  # length-grouped batches (core/batching.py): far less padding; False: random batches
+    # OpenBackdoor's schedule: warm up over this many epochs and decay over warmup_epochs + epochs, of which only
+    # `epochs` are trained (2 of 3 + 2: the rate ends at 2/3 of its peak); None: warmup_ratio of the trained steps.
+    warmup_epochs: float | None = None
+    schedule: str = "linear"  # linear: warm-up then linear decay; constant: lr throughout (OpenBackdoor's EP row)
+    optimizer: str = "adamw"  # adamw; sgd: plain gradient steps, no momentum (OpenBackdoor's EP row)
+    # Early stopping: stop once the selection score (clean dev accuracy for a defence) has not improved for this
+    # many epochs; `epochs` is then the most it trains, and the schedule still spans `epochs`. None: every epoch.
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.epochs < 1 or self.batch_size < 1 or self.max_length < 2:
             raise ValueError(f"need lr > 0, epochs >= 1, batch_size >= 1, max_length >= 2: {self}")
+        if self.warmup_epochs is not None and self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0 or None, got {self.warmup_epochs}")
+        if self.schedule not in SCHEDULES or self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"schedule {self.schedule!r} / optimizer {self.optimizer!r}: valid schedules {', '.join(SCHEDULES)},"
+                f" optimizers {', '.join(OPTIMIZERS)}"
+            )
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
         if not 0 <= self.warmup_ratio <= 1:
             raise ValueError(f"warmup_ratio must lie in [0, 1], got {self.warmup_ratio}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
@@ -332,13 +354,29 @@ def train_step(
     }
 
 
-def _optimizer(parameters: Sequence[nn.Parameter], config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only, as usual for transformers."""
+def _optimizer(parameters: Sequence[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only, as usual for transformers; fused: one kernel for all tensors.
+    Or plain SGD (no momentum, no decay), as OpenBackdoor's EP row update."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(list(parameters), lr=config.lr)
     groups = [
         {"params": [p for p in parameters if p.ndim >= 2], "weight_decay": config.weight_decay},
         {"params": [p for p in parameters if p.ndim < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW([group for group in groups if group["params"]], lr=config.lr)
+    return torch.optim.AdamW([group for group in groups if group["params"]], lr=config.lr, fused=True)
+
+
+def _scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Linear warm-up and decay over the trained steps, OpenBackdoor's over warmup_epochs + epochs, or constant."""
+    if config.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    total_steps = config.epochs * steps_per_epoch
+    if config.warmup_epochs is None:
+        return get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+    return get_linear_schedule_with_warmup(optimizer, warmup, warmup + total_steps)
 
 
 @contextmanager
@@ -396,7 +434,7 @@ def fit(
     optimizer = _optimizer(update.parameters, config)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
-    scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
+    scheduler = _scheduler(optimizer, config, steps_per_epoch)
     shuffle = torch.Generator().manual_seed(config.seed)
     history: list[EpochRecord] = []
     best_epoch, best_score, best_state = config.epochs, -math.inf, None
@@ -405,7 +443,12 @@ def fit(
             sums: dict[str, float] = {}
             for i, batch in enumerate(
                 batches(
-                    tokenizer, train, batch_size=config.batch_size, max_length=config.max_length, generator=shuffle
+                    tokenizer,
+                    train,
+                    batch_size=config.batch_size,
+                    max_length=config.max_length,
+                    generator=shuffle,
+                    group_by_length=config.group_by_length,
                 ),
                 start=(epoch - 1) * steps_per_epoch + 1,
             ):
@@ -437,7 +480,9 @@ def fit(
             if value is not None and value > best_score:
                 best_epoch, best_score = epoch, value
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if best_state is not None and best_epoch != config.epochs:
+            if value is not None and config.patience is not None and epoch - best_epoch >= config.patience:
+                break  # converged: the score has not improved for `patience` epochs
+    if best_state is not None and best_epoch != history[-1].epoch:
         model.load_state_dict(best_state)
     model.eval()
     return FitResult(best_epoch=best_epoch, history=tuple(history))

@@ -213,10 +213,11 @@ def test_indicator_and_reset_masks_by_hand() -> None:
     assert masks["a"].tolist() == [[True, False], [False, False]] and masks["b"].tolist() == [False, False]
 
 
-def test_diagonal_fisher_is_the_mean_of_per_example_squared_gradients(inputs: DefenseInputs) -> None:
+def test_batched_diagonal_fisher_is_the_mean_of_one_at_a_time_squared_gradients(inputs: DefenseInputs) -> None:
     data = inputs.clean.subset(range(4))
     names = ["encoder.layer.1.output.dense.weight", "embeddings.word_embeddings.weight"]
-    fisher = fp.diagonal_fisher(inputs.suspect, data, names=names, max_length=32)
+    fisher = fp.diagonal_fisher(inputs.suspect, data, names=names, max_length=32, batch_size=3)  # padded, 3 + 1
+    assert len(set(map(len, data.texts))) == 4  # texts of different lengths: the batch of 3 pads two of them
     model = copy.deepcopy(inputs.suspect.model).eval()
     params = dict(model.base_model.named_parameters())
     squares = {name: torch.zeros_like(params[name]) for name in names}

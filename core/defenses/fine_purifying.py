@@ -17,7 +17,9 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
 
+from core.batching import token_lengths
 from core.data import TextDataset
 from core.defenses.base import Defense, DefenseInputs
 from core.defenses.cft import CftConfig, EpochCallback, StepCallback
@@ -37,6 +39,7 @@ class FinePurifyingConfig:
     reset_grid: tuple[float, ...] = RESET_GRID  # candidates, tried from the largest; the first within tolerance wins
     tolerance: float = 2.0  # clean dev accuracy points the purified-then-CFT model may lose against the suspect
     fisher_samples: int = 256  # D_c examples (a seeded random draw) whose per-example gradients estimate H
+    fisher_batch_size: int = 8  # examples per vmapped gradient batch; memory grows as this times the model size
     eps: float = 1e-8  # added to H: dimensions clean data does not curve at all rank first instead of dividing by 0
     scope: Scope = "global"  # rank all scalars of the encoder together, or each tensor on its own
     cft: CftConfig = field(default_factory=CftConfig)  # the clean fine-tuning after the reset
@@ -45,30 +48,73 @@ class FinePurifyingConfig:
         fractions = (*self.reset_grid, *(() if self.reset_fraction is None else (self.reset_fraction,)))
         if not fractions or not all(0.0 <= f <= 1.0 for f in fractions) or self.tolerance < 0:
             raise ValueError(f"Fine-Purifying needs fractions in [0, 1] and tolerance >= 0: {self}")
-        if self.fisher_samples < 1 or self.eps <= 0 or self.scope not in SCOPES:
-            raise ValueError(f"Fine-Purifying needs fisher_samples >= 1, eps > 0, scope in {SCOPES}: {self}")
+        if self.fisher_samples < 1 or self.fisher_batch_size < 1 or self.eps <= 0 or self.scope not in SCOPES:
+            raise ValueError(
+                f"Fine-Purifying needs fisher_samples >= 1, fisher_batch_size >= 1, eps > 0, scope in {SCOPES}: {self}"
+            )
 
 
 def diagonal_fisher(
-    classifier: Classifier, data: TextDataset, *, names: list[str], max_length: int
+    classifier: Classifier, data: TextDataset, *, names: list[str], max_length: int, batch_size: int = 8
 ) -> dict[str, torch.Tensor]:
-    """Mean squared per-example cross-entropy gradient of the named base-model parameters (eval mode, no dropout)."""
+    """Mean squared per-example cross-entropy gradient of the named base-model parameters (eval mode, no dropout).
+
+    Per-example gradients come `batch_size` at a time from `torch.func.vmap` over `torch.func.grad`; the
+    texts are sorted by length so a batch pads little, and padding is masked (the model's own 4D additive
+    form, built outside vmap, which cannot trace the mask checks), so each gradient is the example's own.
+    The word-embedding table's gradient is nonzero only in an example's own rows: it is taken with respect
+    to the looked-up vectors and summed into those rows, instead of a dense table per example.
+    """
     if not len(data):
         raise ValueError("Fine-Purifying: no clean examples to estimate the Fisher information on")
-    model = copy.deepcopy(classifier.model).eval()  # one example per backward pass: each gradient is its own
-    named = dict(model.base_model.named_parameters())
-    params = [named[name] for name in names]
-    device = params[0].device
-    totals = [torch.zeros_like(p, dtype=torch.float32) for p in params]
-    for text, label in zip(data.texts, data.labels, strict=True):
-        batch = classifier.tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt").to(device)
-        logits = model(**batch).logits
-        loss = F.cross_entropy(logits.float(), torch.tensor([label], device=device))
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        for total, grad in zip(totals, grads, strict=True):
-            if grad is not None:
-                total.add_(grad.float().pow(2))
-    return {name: total / len(data) for name, total in zip(names, totals, strict=True)}
+    model = copy.deepcopy(classifier.model).eval()
+    full_name = {id(p): name for name, p in model.named_parameters()}
+    base = dict(model.base_model.named_parameters())
+    table = model.get_input_embeddings().weight
+    keys = [full_name[id(base[name])] for name in names]  # functional_call wants names from the top module
+    params = {key: base[name].detach() for key, name in zip(keys, names, strict=True) if base[name] is not table}
+    totals = {key: torch.zeros_like(base[name], dtype=torch.float32) for key, name in zip(keys, names, strict=True)}
+    table_total = totals.get(full_name[id(table)])
+
+    def loss(
+        chosen: dict[str, torch.Tensor], embeds: torch.Tensor, inputs: dict[str, torch.Tensor], label: torch.Tensor
+    ) -> torch.Tensor:
+        one = {k: v.unsqueeze(0) for k, v in inputs.items()}  # vmap strips the batch axis the model expects
+        logits = functional_call(model, chosen, args=(), kwargs={"inputs_embeds": embeds.unsqueeze(0), **one}).logits
+        return F.cross_entropy(logits.float(), label.unsqueeze(0))
+
+    per_example = vmap(grad(loss, argnums=(0, 1)), in_dims=(None, 0, 0, 0))
+    lengths = token_lengths(classifier.tokenizer, data.texts, max_length=max_length)
+    order = sorted(range(len(data)), key=lengths.__getitem__)
+    with torch.no_grad():  # the chosen parameters get their gradients from torch.func; nothing else records a graph
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            encoded = classifier.tokenizer(
+                [data.texts[i] for i in rows],
+                padding="longest",
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            ).to(table.device)
+            input_ids = encoded.pop("input_ids")
+            encoded["attention_mask"] = _additive_mask(encoded["attention_mask"])
+            labels = torch.tensor([data.labels[i] for i in rows], device=table.device)
+            grads, embed_grads = per_example(params, F.embedding(input_ids, table), dict(encoded), labels)
+            for key, value in grads.items():
+                totals[key].add_(value.float().pow(2).sum(dim=0))
+            if table_total is not None:
+                for ids, row_grads in zip(input_ids, embed_grads, strict=True):
+                    used, position = torch.unique(ids, return_inverse=True)  # a repeated token sums into its row
+                    summed = torch.zeros(len(used), table.shape[1], device=table.device).index_add_(
+                        0, position, row_grads.float()
+                    )
+                    table_total.index_add_(0, used, summed.pow(2))
+    return {name: totals[key] / len(data) for name, key in zip(names, keys, strict=True)}
+
+
+def _additive_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """[batch, len] 0/1 -> [batch, 1, 1, len] with 0 on tokens and the float minimum on padding."""
+    return (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
 
 
 def purifying_indicator(*, drift: torch.Tensor, fisher: torch.Tensor, eps: float) -> torch.Tensor:
@@ -117,7 +163,13 @@ def purifying_indicators(
     sample = inputs.clean
     if len(sample) > config.fisher_samples:
         sample = sample.subset(np.sort(rng.choice(len(sample), size=config.fisher_samples, replace=False)))
-    fisher = diagonal_fisher(inputs.suspect, sample, names=list(pairs), max_length=config.cft.train.max_length)
+    fisher = diagonal_fisher(
+        inputs.suspect,
+        sample,
+        names=list(pairs),
+        max_length=config.cft.train.max_length,
+        batch_size=config.fisher_batch_size,
+    )
     return {
         name: purifying_indicator(drift=weight.detach() - w_pre.to(weight.device), fisher=fisher[name], eps=config.eps)
         for name, (weight, w_pre) in pairs.items()

@@ -1,0 +1,120 @@
+"""One epoch of our `fit` against one epoch of `transformers.Trainer`, on the same model and the same D_a.
+
+    pip install -e ".[bench]"    # accelerate, which Trainer needs; not a dependency of the project
+    python bench/train_loop_bench.py [--fraction 0.2] [--limit N] [--no-bf16]
+
+MiniLM (the offline default), D_a = 3 token-split copies of a seeded `--fraction` of SST-2's training split
+(`--limit` caps D_a for a quick run), batch 32, length 48, lr 2e-5 with 10% warm-up and weight decay 0.01,
+clipping at 1.0, bf16 autocast exactly where the project turns it on (`TrainConfig.use_bf16`). Each loop
+trains its own copy of the same initial weights in this process, one after the other: our `fit` (grouped
+by length, its default), then `Trainer` with random batches and with `group_by_length`. Nothing is
+evaluated inside the timed part. Trainer is handed D_a already tokenised (its usual `map` step, not timed);
+our `fit` tokenises inside the timed part. Prints examples per second and the ratios (targets: >= 1.6x
+Trainer without grouping, >= 1.0x with it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from any folder
+
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+from core.data import TextDataset, load_sst2, resolve_data_dir
+from core.defenses.aug_ft import AugFtConfig, augmented_set
+from core.models import Classifier, default_classifier
+from core.train import TrainConfig, cross_entropy_term, fit
+
+
+def ours(classifier: Classifier, data: TextDataset, config: TrainConfig) -> float:
+    """Seconds for one epoch of our `fit`."""
+    start = time.perf_counter()
+    fit(classifier.model, classifier.tokenizer, data, config=config, terms=(cross_entropy_term(),))
+    return time.perf_counter() - start
+
+
+def peer(classifier: Classifier, data: TextDataset, config: TrainConfig, *, bf16: bool, grouped: bool) -> float:
+    """Seconds for one epoch of `transformers.Trainer` with the same settings."""
+    encoded = classifier.tokenizer(list(data.texts), truncation=True, max_length=config.max_length)
+    rows = [
+        {**{key: values[i] for key, values in encoded.items()}, "labels": label} for i, label in enumerate(data.labels)
+    ]
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out,
+            per_device_train_batch_size=config.batch_size,
+            num_train_epochs=config.epochs,
+            learning_rate=config.lr,
+            warmup_steps=config.warmup_ratio,
+            weight_decay=config.weight_decay,
+            max_grad_norm=config.max_grad_norm,
+            bf16=bf16,
+            use_cpu=True,
+            seed=config.seed,
+            train_sampling_strategy="group_by_length" if grouped else "random",
+            eval_strategy="no",
+            save_strategy="no",
+            logging_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+        )
+        trainer = Trainer(
+            model=classifier.model,
+            args=args,
+            train_dataset=rows,
+            data_collator=DataCollatorWithPadding(classifier.tokenizer),
+        )
+        start = time.perf_counter()
+        trainer.train()
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fraction", type=float, default=0.2, help="share of SST-2 train that D_a copies")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many D_a examples (quick runs)")
+    parser.add_argument("--no-bf16", action="store_true", help="fp32 even where the project would use bf16")
+    args = parser.parse_args()
+
+    train = load_sst2(resolve_data_dir()).train
+    rng = np.random.default_rng(0)
+    clean = train.subset(np.sort(rng.choice(len(train), size=round(args.fraction * len(train)), replace=False)))
+    data = augmented_set(clean, AugFtConfig(), seed=0)
+    if args.limit is not None:
+        data = data.subset(range(min(args.limit, len(data))))
+    base = default_classifier(seed=0)
+    bf16 = False if args.no_bf16 else None
+    config = TrainConfig(lr=2e-5, epochs=1, batch_size=32, max_length=48, bf16=bf16)
+    use_bf16 = config.use_bf16(torch.device("cpu"))
+
+    def fresh() -> Classifier:
+        return Classifier(model=copy.deepcopy(base.model), tokenizer=base.tokenizer)
+
+    seconds = {
+        "ours (fit, grouped by length)": ours(fresh(), data, config),
+        "Trainer, random batches": peer(fresh(), data, config, bf16=use_bf16, grouped=False),
+        "Trainer, group_by_length": peer(fresh(), data, config, bf16=use_bf16, grouped=True),
+    }
+    print(
+        f"MiniLM, D_a {len(data)} examples, batch 32, length 48, {'bf16' if use_bf16 else 'fp32'}, "
+        f"{torch.get_num_threads()} threads, one epoch each"
+    )
+    for name, value in seconds.items():
+        print(f"  {name:32s} {value:7.1f} s  {len(data) / value:6.1f} ex/s")
+    mine = seconds["ours (fit, grouped by length)"]
+    print(f"ours / Trainer (random batches): {seconds['Trainer, random batches'] / mine:.2f}x (target >= 1.6)")
+    print(f"ours / Trainer (group_by_length): {seconds['Trainer, group_by_length'] / mine:.2f}x (target >= 1.0)")
+
+
+if __name__ == "__main__":
+    main()

@@ -115,6 +115,13 @@ def _common_training(function: Any) -> Any:
 @click.option("--attack", "attack_name", default="badnets", show_default=True, help="badnets, lwp, ep or addsent.")
 @click.option("--model", "model_spec", default="minilm", show_default=True, help="minilm, tiny, folder or hub id.")
 @click.option("--max-train", type=int, help="Use only the first N training samples (quick runs).")
+@click.option(
+    "--profile",
+    type=click.Choice(["project", "openbackdoor"]),
+    default="project",
+    show_default=True,
+    help="The attack's settings: this project's, or OpenBackdoor's (the paper's schedules and label rule).",
+)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for M_b.")
 @_common_training
 @click.pass_obj
@@ -124,6 +131,7 @@ def attack(
     attack_name: str,
     model_spec: str,
     max_train: int | None,
+    profile: str,
     out: Path,
     seed: int,
     epochs: int | None,
@@ -139,7 +147,7 @@ def attack(
     from orchestration.overrides import apply_overrides, with_training
     from orchestration.progress import training_progress
 
-    config = with_training(attack_config(attack_name), **training_overrides(epochs, lr, max_length))
+    config = with_training(attack_config(attack_name, profile), **training_overrides(epochs, lr, max_length))
     config = apply_overrides(config, parse_sets(sets))
     splits = load_splits(dataset, obj["data_dir"])
     if max_train:
@@ -152,6 +160,7 @@ def attack(
         result = run_attack(classifier, splits, config, seed=seed, on_step=progress.on_step, on_epoch=progress.on_epoch)
     card = {
         "attack": attack_name,
+        "profile": profile,
         "poison": asdict(config.poison),
         "dataset": dataset,
         "seed": seed,

@@ -44,11 +44,39 @@ ATTACKS: dict[str, AttackConfig] = {
 }
 
 
-def attack_config(name: str, **train_overrides: object) -> AttackConfig:
-    """The named attack's defaults, with optional overrides of its backdoor-training settings."""
+# OpenBackdoor's attack settings (thunlp/OpenBackdoor configs/*_config.json and its trainers), which the paper
+# follows: no weight decay; BadNets and EP's clean model train 2 epochs under a schedule that warms up over 3
+# epochs and decays over 5, so the rate never passes 2/3 of its peak; LWP trains 5 epochs without warm-up;
+# BadNets' and LWP's poisoned 10% is drawn from the whole training set (label_consistency and label_dirty both
+# false: target-class samples included); EP's row takes plain gradient steps at 1e-2 for 5 epochs and is
+# rescaled to its norm after each. The rates are BERT-base's; a sweep sets the model's own (core/rates.py).
+_GENTLE = TrainConfig(lr=2e-5, epochs=2, warmup_epochs=3, weight_decay=0.0)
+OPENBACKDOOR: dict[str, AttackConfig] = {
+    "badnets": AttackConfig(poison=PoisonConfig(attack="badnets", label_mode="mixed"), train=_GENTLE),
+    "lwp": AttackConfig(
+        poison=PoisonConfig(attack="lwp", label_mode="mixed"),
+        train=TrainConfig(lr=2e-5, epochs=5, warmup_ratio=0.0, weight_decay=0.0),
+    ),
+    "ep": AttackConfig(
+        poison=PoisonConfig(attack="ep"),
+        train=TrainConfig(
+            lr=1e-2, epochs=5, schedule="constant", optimizer="sgd", weight_decay=0.0, max_grad_norm=None
+        ),
+        clean_train=_GENTLE,
+    ),
+    "addsent": AttackConfig(poison=PoisonConfig(attack="addsent", label_mode="mixed"), train=_GENTLE),
+}
+ATTACK_PROFILES: dict[str, dict[str, AttackConfig]] = {"project": ATTACKS, "openbackdoor": OPENBACKDOOR}
+
+
+def attack_config(name: str, profile: str = "project", **train_overrides: object) -> AttackConfig:
+    """The named attack's settings under `profile` (project: this project's; openbackdoor: the paper's setting),
+    with optional overrides of its backdoor-training settings."""
+    if profile not in ATTACK_PROFILES:
+        raise ValueError(f"unknown attack profile {profile!r}; valid: {', '.join(ATTACK_PROFILES)}")
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; valid: {', '.join(ATTACKS)}")
-    config = ATTACKS[name]
+    config = ATTACK_PROFILES[profile][name]
     return replace(config, train=replace(config.train, **train_overrides)) if train_overrides else config
 
 

@@ -80,7 +80,8 @@ class Stage:
     """Learning rate and epochs of one kind of training run; None keeps the method's own (the paper's) value."""
 
     lr: float | None = None
-    epochs: int | None = None
+    epochs: int | None = None  # with patience: the most epochs it trains
+    patience: int | None = None  # early stopping on the run's selection score (clean dev accuracy for defences)
 
     def fields(self) -> dict[str, Any]:
         """The settings this stage changes (the ones not None)."""
@@ -122,6 +123,7 @@ class SweepSpec:
     augmentation_datasets: tuple[str, ...] = ("sst2",)  # the datasets Table III covers (the paper: SST-2)
     seeds: tuple[int, ...] = (0,)
     target: int = 1  # the backdoor's target label
+    attack_profile: str = "project"  # the attacks' settings: project, or openbackdoor (the paper's; core/attacks.py)
     data: DataSpec = DataSpec()
     training: TrainingSpec = TrainingSpec()
     mlm: MlmHeadConfig = field(default_factory=MlmHeadConfig)  # CWEA's MLM head, fitted on the frozen encoder
@@ -197,7 +199,10 @@ def attack_setup(spec: SweepSpec, name: str) -> AttackConfig:
     """The attack's config with the sweep's training settings and its own overrides."""
     training = spec.training
     config = with_training(
-        attack_config(name), max_length=training.max_length, batch_size=training.batch_size, bf16=training.bf16
+        attack_config(name, spec.attack_profile),
+        max_length=training.max_length,
+        batch_size=training.batch_size,
+        bf16=training.bf16,
     )
     stage = training.attack.fields()
     if name == "ep":  # EP trains a clean model first, then only one embedding row at its own (high) rate

@@ -28,6 +28,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -274,6 +275,21 @@ def bf16_supported(device: torch.device) -> bool:
     )
 
 
+def frozen_teacher(teacher: nn.Module, *, bf16: bool) -> nn.Module:
+    """The teacher as a step runs it: under bf16 autocast, a copy whose Linear layers are already bf16.
+
+    Autocast casts each fp32 Linear weight to bf16 at every forward pass; casting the copy once gives the
+    same numbers without that per-step work. Other modules (embeddings, LayerNorm) stay as they are.
+    """
+    if not bf16:
+        return teacher
+    copied = copy.deepcopy(teacher).requires_grad_(False)
+    for module in copied.modules():
+        if isinstance(module, nn.Linear):
+            module.to(torch.bfloat16)
+    return copied
+
+
 @contextmanager
 def _attention_dropout_off(model: nn.Module) -> Iterator[None]:
     """Attention-probability dropout set to 0 inside the block (self-attention modules with a query)."""
@@ -431,6 +447,7 @@ def fit(
     device = next(model.parameters()).device
     bf16 = config.use_bf16(device)
     update = update or all_parameters(model)
+    teacher = None if teacher is None else frozen_teacher(teacher, bf16=bf16)
     optimizer = _optimizer(update.parameters, config)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch

@@ -26,6 +26,7 @@ from core.train import (
     distillation_terms,
     embedding_row_update,
     fit,
+    frozen_teacher,
     layerwise_term,
     train_step,
 )
@@ -304,3 +305,23 @@ def test_bf16_is_on_by_default_only_with_native_cpu_support(monkeypatch: pytest.
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True, "amx_bf16": True})
     assert bf16_supported(cpu) and config.use_bf16(cpu)
     assert not TrainConfig(lr=1e-3, epochs=1, bf16=False).use_bf16(cpu)
+
+
+def test_the_bf16_teacher_gives_autocasts_numbers_and_leaves_the_original(tiny: Classifier, sst2_small: Splits) -> None:
+    teacher = tiny.model.eval()
+    assert frozen_teacher(teacher, bf16=False) is teacher
+    cast = frozen_teacher(teacher, bf16=True)
+    assert {p.dtype for p in teacher.parameters()} == {torch.float32}
+    linear = [m.weight for m in cast.modules() if isinstance(m, torch.nn.Linear)]
+    assert linear and all(w.dtype == torch.bfloat16 and not w.requires_grad for w in linear)
+    assert cast.get_input_embeddings().weight.dtype == torch.float32
+    batch = first_batch(tiny, sst2_small.train, size=8)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = teacher(**batch.inputs, output_attentions=True, output_hidden_states=True)
+        got = cast(**batch.inputs, output_attentions=True, output_hidden_states=True)
+    for a, b in zip(
+        (*want.hidden_states, *want.attentions, want.logits),
+        (*got.hidden_states, *got.attentions, got.logits),
+        strict=True,
+    ):
+        assert torch.equal(a, b)

@@ -20,6 +20,8 @@ Choices worth knowing:
   AVX512-BF16/AMX or ARM bf16 CPUs): measured on an AVX2 CPU it is about 20 times slower than fp32.
 - Tokenised batches (dynamic padding, grouped by length for training) and prediction live in
   `core/batching.py`.
+- The teacher runs in eval mode without gradients, asked only for the outputs the terms read, as
+  `frozen_teacher` prepares it once per `fit` (its Linear weights cast or pre-packed for the precision).
 - Checkpoint selection keeps the best epoch's weights in memory: by clean dev accuracy when `dev`
   is given (defences), by a caller's `score` when given (the attacker may score on poisoned dev),
   else the last epoch. With `patience`, training stops once that score has not improved for `patience`
@@ -276,14 +278,21 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 def frozen_teacher(teacher: nn.Module, *, bf16: bool) -> nn.Module:
-    """The teacher as a step runs it: under bf16 autocast, a copy whose Linear layers are already bf16.
+    """The teacher as a step runs it, its Linear weights prepared once instead of at every forward pass.
 
-    Autocast casts each fp32 Linear weight to bf16 at every forward pass; casting the copy once gives the
-    same numbers without that per-step work. Other modules (embeddings, LayerNorm) stay as they are.
+    Under bf16 autocast: a copy whose Linear layers are already bf16, which gives autocast's very numbers
+    without its per-step weight casts. In fp32 on a CPU with oneDNN: a copy whose Linear layers hold
+    oneDNN's pre-packed weights (`torch.utils.mkldnn`, inference only), equal to fp32 rounding. Else the
+    teacher itself.
     """
-    if not bf16:
+    on_cpu = next(teacher.parameters()).device.type == "cpu"
+    if not bf16 and not (on_cpu and torch.backends.mkldnn.is_available()):
         return teacher
-    copied = copy.deepcopy(teacher).requires_grad_(False)
+    copied = copy.deepcopy(teacher).requires_grad_(False).eval()
+    if not bf16:
+        from torch.utils.mkldnn import to_mkldnn  # here: importing it warns that torch.jit.script_method is deprecated
+
+        return to_mkldnn(copied)
     for module in copied.modules():
         if isinstance(module, nn.Linear):
             module.to(torch.bfloat16)

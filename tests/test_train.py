@@ -307,21 +307,25 @@ def test_bf16_is_on_by_default_only_with_native_cpu_support(monkeypatch: pytest.
     assert not TrainConfig(lr=1e-3, epochs=1, bf16=False).use_bf16(cpu)
 
 
-def test_the_bf16_teacher_gives_autocasts_numbers_and_leaves_the_original(tiny: Classifier, sst2_small: Splits) -> None:
+def test_the_prepared_teacher_gives_the_teachers_numbers_and_leaves_it(tiny: Classifier, sst2_small: Splits) -> None:
     teacher = tiny.model.eval()
-    assert frozen_teacher(teacher, bf16=False) is teacher
+    batch = first_batch(tiny, sst2_small.train, size=8)
+    flags = {"output_attentions": True, "output_hidden_states": True}
+
+    def outputs(model: torch.nn.Module, bf16: bool) -> list[torch.Tensor]:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(**batch.inputs, **flags)
+        return [*out.hidden_states, *out.attentions, out.logits]
+
     cast = frozen_teacher(teacher, bf16=True)
-    assert {p.dtype for p in teacher.parameters()} == {torch.float32}
     linear = [m.weight for m in cast.modules() if isinstance(m, torch.nn.Linear)]
     assert linear and all(w.dtype == torch.bfloat16 and not w.requires_grad for w in linear)
     assert cast.get_input_embeddings().weight.dtype == torch.float32
-    batch = first_batch(tiny, sst2_small.train, size=8)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        want = teacher(**batch.inputs, output_attentions=True, output_hidden_states=True)
-        got = cast(**batch.inputs, output_attentions=True, output_hidden_states=True)
-    for a, b in zip(
-        (*want.hidden_states, *want.attentions, want.logits),
-        (*got.hidden_states, *got.attentions, got.logits),
-        strict=True,
-    ):
-        assert torch.equal(a, b)
+    for want, got in zip(outputs(teacher, True), outputs(cast, True), strict=True):
+        assert torch.equal(want, got)  # autocast's own numbers
+    packed = frozen_teacher(teacher, bf16=False)
+    assert not any(isinstance(m, torch.nn.Linear) for m in packed.modules())  # oneDNN's pre-packed layers
+    for want, got in zip(outputs(teacher, False), outputs(packed, False), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert {p.dtype for p in teacher.parameters()} == {torch.float32}
+    assert all(isinstance(m.weight, torch.nn.Parameter) for m in teacher.modules() if isinstance(m, torch.nn.Linear))

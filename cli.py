@@ -717,6 +717,62 @@ def select_aug(
     )
 
 
+@cli.command(short_help="TS-FT and MBTSAD epoch by epoch per attack profile and rate regime (the fidelity study).")
+@_spec_options
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Study folder [runs/<name>-study].")
+@click.option("--profile", "profiles", multiple=True, help="Attack profiles (repeatable) [project, openbackdoor].")
+@click.option("--regime", "regimes", multiple=True, help="Rate regimes (repeatable): paper, model [both].")
+@click.option("--model-lr", type=float, help="The model's counterpart of 2e-5 (the `rates` command's choice).")
+@click.option(
+    "--rates-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Instead of --model-lr: the JSON report of `cli.py rates`.",
+)
+@click.option("--max-epochs", type=int, default=8, show_default=True, help="The most epochs of each training run.")
+@click.option("--patience", type=int, default=2, show_default=True, help="Stop after this many epochs without gain.")
+@click.pass_obj
+@_takes_spec
+def study(
+    spec: Any,
+    address: str | None,
+    run_dir: Path | None,
+    profiles: tuple[str, ...],
+    regimes: tuple[str, ...],
+    model_lr: float | None,
+    rates_file: Path | None,
+    max_epochs: int,
+    patience: int,
+) -> None:
+    """Per (attack, profile, rate regime, seed) of the spec: M_b from the store, then TS-FT and MBTSAD's
+    distillation trained until clean dev stops improving, with test CACC and ASR after every epoch as a
+    diagnosis (selection stays on clean dev). Writes RUN_DIR/study/*.parquet, study.md and study-<attack>.png.
+    """
+    from orchestration.search import run_study
+    from orchestration.study import study_cells
+    from tables.study import write_study_report
+
+    regimes = regimes or ("paper", "model")
+    if rates_file is not None:
+        model_lr = float(json.loads(rates_file.read_text())["chosen"])
+    if "model" in regimes and model_lr is None:
+        raise click.UsageError("the model regime needs --model-lr or --rates-file (from `cli.py rates`)")
+    cells = study_cells(
+        spec, profiles=profiles or ("project", "openbackdoor"), model_lr=model_lr or 0.0, regimes=regimes
+    )
+    folder = run_dir or Path("runs") / f"{spec.name}-study"
+    say(f"study {folder}: {len(cells)} cells, at most {max_epochs} epochs each run, patience {patience}")
+
+    def progress(cell: Any, done: int, total: int) -> None:
+        say(f"[{done}/{total}] {cell.stem()} done")
+
+    outcome = run_study(
+        spec, folder, cells, max_epochs=max_epochs, patience=patience, address=address, on_cell=progress
+    )
+    written = write_study_report(outcome.run_dir, outcome.run_dir)
+    say(f"{len(outcome.files)} cells computed, {outcome.skipped} already there, in {outcome.wall_s:.0f} s")
+    say(f"wrote {', '.join(str(path) for path in written)}")
+
+
 @cli.command(short_help="Tune MBTSAD's alpha and beta per attack with Optuna on dev data.")
 @_spec_options
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Tuning folder [runs/<name>-tune].")

@@ -25,7 +25,8 @@ Choices worth knowing:
 - Checkpoint selection keeps the best epoch's weights in memory: by clean dev accuracy when `dev`
   is given (defences), by a caller's `score` when given (the attacker may score on poisoned dev),
   else the last epoch. With `patience`, training stops once that score has not improved for `patience`
-  epochs ("while no convergence", Algorithm 1), `epochs` being the most it trains.
+  epochs ("while no convergence", Algorithm 1), `epochs` being the most it trains. A caller's `diagnose`
+  (e.g. test CACC and ASR per epoch, for a study) is recorded beside each epoch and never selects anything.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -155,12 +156,14 @@ class StepReport:
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """One epoch: mean step values, clean dev counts and the selection score (None: not scored)."""
+    """One epoch: mean step values, clean dev counts, the selection score (None: not scored) and what a caller's
+    `diagnose` measured (never read for selection)."""
 
     epoch: int
     means: dict[str, float]
     dev: Counts | None
     score: float | None
+    diagnosis: Mapping[str, float | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -449,6 +452,7 @@ def fit(
     score: Callable[[nn.Module], float] | None = None,
     on_step: Callable[[StepReport], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    diagnose: Callable[[nn.Module], Mapping[str, float | None]] | None = None,
 ) -> FitResult:
     """Train `model` in place; it ends in eval mode holding the selected epoch's weights (see the module docstring)."""
     if len(train) == 0 or (dev is not None and len(dev) == 0):
@@ -498,7 +502,11 @@ def fit(
             else:
                 value = None if dev_counts is None else dev_counts.percent
             record = EpochRecord(
-                epoch=epoch, means={k: v / steps_per_epoch for k, v in sums.items()}, dev=dev_counts, score=value
+                epoch=epoch,
+                means={k: v / steps_per_epoch for k, v in sums.items()},
+                dev=dev_counts,
+                score=value,
+                diagnosis=None if diagnose is None else diagnose(model),
             )
             history.append(record)
             if on_epoch is not None:

@@ -1,5 +1,5 @@
-"""The Ray side of `select-aug` and `tune`: eq. 9's augmentations as parallel Ray tasks, and alpha/beta
-searched by OptunaSearch inside Ray Tune on dev data only.
+"""The Ray side of `select-aug`, `study` and `tune`: eq. 9's augmentations and the fidelity study's cells as
+parallel Ray tasks, and alpha/beta searched by OptunaSearch inside Ray Tune on dev data only.
 
 select-aug runs one Ray task per (dataset, attack, seed, augmentation) with a trial's resources (plain
 tasks: each scores once and returns a record, so Tune's bookkeeping buys nothing); the driver writes
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from orchestration.select_aug import (
     write_summary,
 )
 from orchestration.spec import Cell, SweepSpec, spec_from_dict, spec_to_dict
+from orchestration.study import StudyCell, run_study_cell, write_study_rows
 from orchestration.sweep import (
     cluster_lock,
     ray_session,
@@ -117,6 +118,58 @@ def run_select_aug(
     summary = selections(scores)
     write_summary(run_dir, summary)
     return SelectAugOutcome(run_dir, scores, summary, pictures, time.monotonic() - started)
+
+
+# ------------------------------------------------------------------------------------- study
+
+
+@ray.remote
+def _study_task(spec_dict: dict[str, Any], cell: StudyCell, max_epochs: int, patience: int) -> list[dict[str, Any]]:
+    """One study cell's rows, on a worker."""
+    spec = spec_from_dict(spec_dict)
+    store, device = _worker(spec)
+    return run_study_cell(spec, cell, store=store, device=device, max_epochs=max_epochs, patience=patience)
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """What the study wrote."""
+
+    run_dir: Path
+    files: tuple[Path, ...]
+    skipped: int  # cells whose rows the folder already held (a repeated or resumed study)
+    wall_s: float
+
+
+def run_study(
+    spec: SweepSpec,
+    run_dir: Path,
+    cells: Sequence[StudyCell],
+    *,
+    max_epochs: int,
+    patience: int,
+    address: str | None = None,
+    on_cell: Callable[[StudyCell, int, int], None] | None = None,
+) -> StudyOutcome:
+    """Every study cell as a parallel Ray task; each cell's rows are written as soon as it finishes."""
+    started = time.monotonic()
+    run_dir = run_dir.resolve()
+    spec = resolve_locations(spec, run_dir)
+    todo = [cell for cell in cells if not (run_dir / "study" / f"{cell.stem()}.parquet").is_file()]
+    files: list[Path] = []
+    with ray_session(address):
+        request = trial_resources(spec.resources, ray.cluster_resources())
+        task = _study_task.options(
+            num_cpus=request["cpu"], num_gpus=request["gpu"], max_retries=spec.resources.max_failures
+        )
+        pending = {task.remote(spec_to_dict(spec), cell, max_epochs, patience): cell for cell in todo}
+        while pending:
+            (done,), _ = ray.wait(list(pending), num_returns=1)
+            cell = pending.pop(done)
+            files.append(write_study_rows(run_dir, cell, ray.get(done)))
+            if on_cell is not None:
+                on_cell(cell, len(files), len(todo))
+    return StudyOutcome(run_dir, tuple(files), len(cells) - len(todo), time.monotonic() - started)
 
 
 # ------------------------------------------------------------------------------------- tune

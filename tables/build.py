@@ -59,7 +59,7 @@ def write_tables(results_dir: Path | str, out_dir: Path | str) -> Report:
             title = f"{DATASETS.get(dataset, dataset)}, {ATTACKS.get(attack, attack)}"
             outputs[f"figures/{_file_name(dataset)}-{_file_name(attack)}.png"] = defense_chart(title, bars)
     out = Path(out_dir)
-    files = tuple(_write_atomic(out / name, content) for name, content in outputs.items())
+    files = tuple(write_atomic(out / name, content) for name, content in outputs.items())
     return Report(files=files, problems=problems, grids=grids, markdown=markdown)
 
 
@@ -94,7 +94,7 @@ def _file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-def _write_atomic(path: Path, content: str | bytes) -> Path:
+def write_atomic(path: Path, content: str | bytes) -> Path:
     """Write to a temporary file beside `path`, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

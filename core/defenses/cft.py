@@ -7,8 +7,10 @@ Fine-Purifying: each prepares a model its own way and hands it here.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+
+from torch import nn
 
 from core.data import TextDataset
 from core.defenses.base import Defense, DefenseInputs
@@ -17,6 +19,7 @@ from core.train import EpochRecord, StepReport, TrainConfig, cross_entropy_term,
 
 StepCallback = Callable[[StepReport], None]
 EpochCallback = Callable[[EpochRecord], None]
+Diagnose = Callable[[nn.Module], Mapping[str, float | None]]  # per-epoch measurements recorded, never selecting
 
 # The paper's retraining rate (Sec. IV-A5). It gives no epoch count; 3 is what SPEC's MiniLM
 # prototype used for CFT and TS-FT, and the epoch kept is the one with the best clean dev accuracy.
@@ -39,6 +42,7 @@ def clean_finetune(
     seed: int,
     on_step: StepCallback | None = None,
     on_epoch: EpochCallback | None = None,
+    diagnose: Diagnose | None = None,
 ) -> Classifier:
     """Cross-entropy fine-tuning of a copy of `classifier` on `clean`, keeping the epoch best on clean `dev`."""
     model = copy.deepcopy(classifier.model)  # forward hooks and their buffers travel with the copy
@@ -51,6 +55,7 @@ def clean_finetune(
         dev=dev,
         on_step=on_step,
         on_epoch=on_epoch,
+        diagnose=diagnose,
     )
     return Classifier(model=model, tokenizer=classifier.tokenizer)
 
@@ -64,8 +69,13 @@ def cft(
 ) -> Classifier:
     """CFT (Table II): the suspect fine-tuned on D_c; the suspect itself is left untouched."""
     return clean_finetune(
-        inputs.suspect, inputs.clean, inputs.dev, train_config=config.train, seed=inputs.seed,
-        on_step=on_step, on_epoch=on_epoch,
+        inputs.suspect,
+        inputs.clean,
+        inputs.dev,
+        train_config=config.train,
+        seed=inputs.seed,
+        on_step=on_step,
+        on_epoch=on_epoch,
     )
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from core.defenses.aug_ft import AugFtConfig, Augment, augmented_set
 from core.defenses.base import Defense, DefenseInputs
-from core.defenses.cft import EpochCallback, StepCallback, clean_finetune
+from core.defenses.cft import Diagnose, EpochCallback, StepCallback, clean_finetune
 from core.losses import ATTENTION_AXES
 from core.models import Classifier
 from core.train import FitResult, LossTerm, TrainConfig, distillation_terms, fit
@@ -86,6 +86,7 @@ def mbtsad_with_teacher(
     augment: Augment | None = None,
     on_step: StepCallback | None = None,
     on_epoch: EpochCallback | None = None,
+    diagnose: Diagnose | None = None,
 ) -> MbtsadResult:
     """Algorithm 1; a given `teacher` (e.g. a cached TS-FT model of the same suspect and seed) skips step 1."""
     # Both steps use the same D_a; a cached teacher built with the same seed and settings saw it too.
@@ -93,8 +94,14 @@ def mbtsad_with_teacher(
     terms = loss_terms(config)
     if teacher is None and any("teacher" in term.needs for term in terms):
         teacher = clean_finetune(
-            inputs.suspect, data, inputs.dev, train_config=config.teacher.train, seed=inputs.seed,
-            on_step=on_step, on_epoch=on_epoch,
+            inputs.suspect,
+            data,
+            inputs.dev,
+            train_config=config.teacher.train,
+            seed=inputs.seed,
+            on_step=on_step,
+            on_epoch=on_epoch,
+            diagnose=diagnose,
         )
     student = copy.deepcopy(inputs.suspect.model)
     # fit runs the teacher in eval mode under no_grad, so a caller's (cached) teacher is never changed.
@@ -108,6 +115,7 @@ def mbtsad_with_teacher(
         dev=inputs.dev,
         on_step=on_step,
         on_epoch=on_epoch,
+        diagnose=diagnose,
     )
     return MbtsadResult(
         teacher=teacher,

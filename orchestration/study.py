@@ -1,0 +1,171 @@
+"""The fidelity study without Ray: TS-FT (the teacher) and MBTSAD's distillation epoch by epoch, under each attack
+profile and at the paper's rates or the model's, trained until clean dev stops improving.
+
+A study cell is one (attack, profile, rate regime, seed). Its M_b comes from the artifact store under the
+same key a sweep with those settings uses, so the study's backdoored models serve later sweeps. Clean test
+CACC, ASR and the clean flip after every epoch are a diagnosis (`fit`'s `diagnose`): the epoch each run keeps
+is still the one with the best clean dev accuracy, and the row says which it is.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+
+from core.defenses import DefenseInputs
+from core.defenses.aug_ft import augmented_set
+from core.defenses.cft import clean_finetune
+from core.defenses.mbtsad import mbtsad_with_teacher
+from core.evaluate import evaluate
+from core.models import Classifier
+from core.rates import PAPER_RETRAIN_LR, stage_rates
+from core.train import EpochRecord
+from orchestration.artifacts import augment_function, backdoored, defender_clean, load_data
+from orchestration.code_version import describe, running_code_version
+from orchestration.spec import Cell, SweepSpec, apply_settings, defense_setup
+from orchestration.store import write_atomic
+from orchestration.uri_store import Store
+
+STAGES = ("none", "ts-ft", "mbtsad")  # M_b's own scores (epoch 0), the teacher's epochs, the distillation's
+# docs/results-schema.md, `study/<attack>-<profile>-<regime>-<seed>.parquet`, in its order.
+STUDY_SCHEMA: dict[str, type[pl.DataType]] = {
+    "dataset": pl.String,
+    "attack": pl.String,
+    "profile": pl.String,
+    "regime": pl.String,
+    "base_lr": pl.Float64,
+    "seed": pl.Int64,
+    "stage": pl.String,
+    "epoch": pl.Int64,
+    "dev_cacc": pl.Float64,
+    "cacc": pl.Float64,
+    "asr": pl.Float64,
+    "clean_flip": pl.Float64,
+    "selected": pl.Boolean,
+    "code": pl.String,
+}
+
+
+@dataclass(frozen=True)
+class StudyCell:
+    """One line of the study: an attack under a profile, trained at a regime's rates, with one seed."""
+
+    dataset: str
+    attack: str
+    profile: str  # project or openbackdoor (core.attacks.ATTACK_PROFILES)
+    regime: str  # paper (the paper's 2e-5 as the base rate) or model (the rate `rates` found)
+    base_lr: float  # the counterpart of 2e-5: attack and retraining rate; distillation runs at 25 times it
+    seed: int
+
+    def stem(self) -> str:
+        """`sst2-badnets-openbackdoor-model-0`: the file name of its rows, without suffix."""
+        return f"{self.dataset}-{self.attack}-{self.profile}-{self.regime}-{self.seed}".replace("/", "_")
+
+
+def study_cells(
+    spec: SweepSpec, *, profiles: tuple[str, ...], model_lr: float, regimes: tuple[str, ...]
+) -> list[StudyCell]:
+    """Every (dataset, attack, profile, regime, seed) of the spec's datasets, attacks and seeds."""
+    rates = {"paper": PAPER_RETRAIN_LR, "model": model_lr}
+    unknown = [regime for regime in regimes if regime not in rates]
+    if unknown:
+        raise ValueError(f"unknown rate regimes {unknown}; valid: {', '.join(rates)}")
+    return [
+        StudyCell(dataset, attack, profile, regime, rates[regime], seed)
+        for seed in spec.seeds
+        for dataset in spec.datasets
+        for attack in spec.attacks
+        for profile in profiles
+        for regime in regimes
+    ]
+
+
+def cell_spec(spec: SweepSpec, cell: StudyCell, *, max_epochs: int, patience: int) -> SweepSpec:
+    """The sweep settings of a study cell: its profile, its regime's rates, training until clean dev converges."""
+    rates = stage_rates(cell.base_lr)
+    return apply_settings(
+        spec,
+        {
+            "attack_profile": cell.profile,
+            "training.attack.lr": rates["attack"],
+            "training.retrain.lr": rates["retrain"],
+            "training.distil.lr": rates["distil"],
+            **{f"training.{stage}.epochs": max_epochs for stage in ("retrain", "distil")},
+            **{f"training.{stage}.patience": patience for stage in ("retrain", "distil")},
+        },
+    )
+
+
+def run_study_cell(
+    spec: SweepSpec, cell: StudyCell, *, store: Store, device: torch.device, max_epochs: int, patience: int
+) -> list[dict[str, Any]]:
+    """M_b's scores, then every epoch of TS-FT and of MBTSAD's distillation toward that teacher, as schema rows."""
+    spec = cell_spec(spec, cell, max_epochs=max_epochs, patience=patience)
+    splits = load_data(spec, cell.dataset)
+    suspect = backdoored(store, spec, cell.dataset, cell.attack, cell.seed, device)
+    clean = defender_clean(spec, splits, cell.seed)
+    config = defense_setup(spec, Cell(cell.dataset, cell.attack, "mbtsad", "ts", cell.seed))
+    tokenizer = suspect.classifier.tokenizer
+
+    def diagnose(model: torch.nn.Module) -> dict[str, float | None]:
+        return evaluate(
+            Classifier(model=model, tokenizer=tokenizer),
+            test=splits.test,
+            poisoned_test=suspect.poisoned["test"],
+            target=spec.target,
+            max_length=spec.training.max_length,
+        ).percents()
+
+    augment = augment_function(store, spec, config.teacher, clean, cell.seed)
+    data = augmented_set(clean, config.teacher, seed=cell.seed, augment=augment)
+    teacher_epochs: list[EpochRecord] = []
+    teacher = clean_finetune(
+        suspect.classifier,
+        data,
+        splits.dev,
+        train_config=config.teacher.train,
+        seed=cell.seed,
+        on_epoch=teacher_epochs.append,
+        diagnose=diagnose,
+    )
+    inputs = DefenseInputs(suspect=suspect.classifier, clean=clean, dev=splits.dev, seed=cell.seed)
+    result = mbtsad_with_teacher(inputs, config, teacher=teacher, augment=augment, diagnose=diagnose)
+    code = describe(running_code_version())
+    base = {k: v for k, v in asdict(cell).items() if k in STUDY_SCHEMA} | {"code": code}
+    dev_none = suspect.scores["dev"]["cacc"]
+    rows = [{**base, "stage": "none", "epoch": 0, "dev_cacc": dev_none, **suspect.scores["test"], "selected": True}]
+    for stage, records in (("ts-ft", teacher_epochs), ("mbtsad", result.distillation.history)):
+        kept = _kept_epoch(records)
+        rows += [
+            {
+                **base,
+                "stage": stage,
+                "epoch": record.epoch,
+                "dev_cacc": None if record.dev is None else record.dev.percent,
+                **(record.diagnosis or {}),
+                "selected": record.epoch == kept,
+            }
+            for record in records
+        ]
+    return rows
+
+
+def _kept_epoch(records: list[EpochRecord] | tuple[EpochRecord, ...]) -> int:
+    """The epoch `fit` keeps: the first with the best clean dev score."""
+    scored = [record for record in records if record.score is not None]
+    return max(scored, key=lambda record: (record.score, -record.epoch)).epoch if scored else records[-1].epoch
+
+
+def write_study_rows(run_dir: Path, cell: StudyCell, rows: list[dict[str, Any]]) -> Path:
+    """A cell's rows as `<run_dir>/study/<stem>.parquet`, atomically."""
+    frame = pl.DataFrame([{name: row.get(name) for name in STUDY_SCHEMA} for row in rows], schema=STUDY_SCHEMA)
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    path = run_dir / "study" / f"{cell.stem()}.parquet"
+    write_atomic(path, buffer.getvalue())
+    return path

@@ -1,0 +1,125 @@
+"""The fidelity study's result files (`study/*.parquet`) as per-epoch line charts and a Markdown table.
+
+Each line is one (profile, regime): ASR solid, clean test accuracy dashed, one panel per stage (TS-FT, the
+teacher; MBTSAD's distillation), epoch 0 being M_b itself. Test scores are a diagnosis: the epoch a run
+keeps (by clean dev accuracy) is ringed. The table gives, per line and stage, the kept epoch's scores as
+mean ± standard deviation over seeds, and the swing: the largest epoch-to-epoch change of ASR.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import polars as pl
+from matplotlib.figure import Figure
+
+from tables.build import write_atomic
+
+LINE = ("attack", "profile", "regime", "base_lr")
+TRAINED = ("ts-ft", "mbtsad")
+
+
+def read_study(run_dir: Path) -> pl.DataFrame:
+    """Every study row under `<run_dir>/study/`; an error naming the folder when there is none."""
+    files = sorted((run_dir / "study").glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{run_dir / 'study'}: no study result files (*.parquet)")
+    return pl.concat([pl.read_parquet(file) for file in files], how="diagonal_relaxed")
+
+
+def swings(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per line, stage and seed: the largest |ASR(e) - ASR(e-1)| over the trained epochs."""
+    trained = rows.filter(pl.col("stage").is_in(TRAINED)).sort([*LINE, "stage", "seed", "epoch"])
+    return (
+        trained.with_columns(pl.col("asr").diff().abs().over([*LINE, "stage", "seed"]).alias("step"))
+        .group_by([*LINE, "stage", "seed"])
+        .agg(pl.col("step").max().alias("swing"), pl.col("epoch").max().alias("epochs"))
+    )
+
+
+def summary(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per line and stage: the kept epoch's CACC and ASR, mean and std over seeds, the swing, the epochs trained."""
+    kept = rows.filter(pl.col("selected")).join(swings(rows), on=[*LINE, "stage", "seed"], how="left")
+    return (
+        kept.group_by([*LINE, "stage"])
+        .agg(
+            pl.len().alias("seeds"),
+            *(pl.col(m).mean().alias(f"{m}_mean") for m in ("cacc", "asr", "clean_flip", "swing")),
+            *(pl.col(m).std().alias(f"{m}_std") for m in ("cacc", "asr")),
+            pl.col("epoch").mean().alias("kept_epoch"),
+            pl.col("epochs").mean().alias("epochs"),
+        )
+        .sort([*LINE, "stage"], descending=[False, False, False, False, True])
+    )
+
+
+def _cell(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "—"
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
+def markdown(rows: pl.DataFrame) -> str:
+    """The summary as a Markdown table."""
+    lines = [
+        "| attack | profile | rates (base lr) | stage | seeds | CACC | ASR | clean flip | kept | epochs | swing |",
+        "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in summary(rows).iter_rows(named=True):
+        lines.append(
+            f"| {r['attack']} | {r['profile']} | {r['regime']} ({r['base_lr']:g}) | {r['stage']} | {r['seeds']} | "
+            f"{_cell(r['cacc_mean'], r['cacc_std'])} | {_cell(r['asr_mean'], r['asr_std'])} | "
+            f"{_cell(r['clean_flip_mean'], None)} | {r['kept_epoch']:.1f} | "
+            f"{_cell(r['epochs'], None)} | {_cell(r['swing_mean'], None)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows: pl.DataFrame, attack: str) -> bytes:
+    """One attack's lines: ASR (solid) and CACC (dashed) against epoch, a panel per stage; mean over seeds."""
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    axes = figure.subplots(1, 2, sharey=True)
+    ours = rows.filter(pl.col("attack") == attack)
+    start = ours.filter(pl.col("stage") == "none")
+    lines = ours.select(LINE).unique().sort(LINE).iter_rows(named=True)
+    colors = ["#cb181d", "#2171b5", "#238b45", "#6a51a3", "#d94801", "#525252"]
+    for color, line in zip(colors * 4, lines, strict=False):
+        label = f"{line['profile']}, {line['regime']} ({line['base_lr']:g})"
+        matches = [pl.col(k) == v for k, v in line.items()]
+        origin = start.filter(*matches)
+        for ax, stage in zip(axes, TRAINED, strict=True):
+            stage_rows = ours.filter(*matches, pl.col("stage") == stage)
+            curve = (  # both stages start from M_b: epoch 0
+                pl.concat([origin, stage_rows], how="diagonal_relaxed")
+                .group_by("epoch")
+                .agg(pl.col("asr").mean(), pl.col("cacc").mean(), pl.col("selected").any())
+                .sort("epoch")
+            )
+            ax.plot(curve["epoch"], curve["asr"], color=color, marker="o", markersize=3, label=label)
+            ax.plot(curve["epoch"], curve["cacc"], color=color, linestyle="--", linewidth=1)
+            kept = curve.filter(pl.col("selected") & (pl.col("epoch") > 0))
+            ax.scatter(kept["epoch"], kept["asr"], s=70, facecolors="none", edgecolors=color)
+    for ax, stage in zip(axes, TRAINED, strict=True):
+        ax.set_title({"ts-ft": "TS-FT (the teacher)", "mbtsad": "MBTSAD distillation"}[stage])
+        ax.set_xlabel("epoch (0: the backdoored model)")
+        ax.grid(alpha=0.3)
+        ax.set_ylim(0, 100)
+    axes[0].set_ylabel("test ASR % (solid), CACC % (dashed)")
+    axes[1].legend(fontsize=7, loc="lower left")
+    figure.suptitle(f"{attack}: per-epoch diagnosis on test (mean over seeds); ringed: the epoch kept by clean dev")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    return buffer.getvalue()
+
+
+def write_study_report(run_dir: Path, out: Path) -> list[Path]:
+    """`study.md` and one `study-<attack>.png` per attack under `out`, written atomically."""
+    rows = read_study(run_dir)
+    written = [out / "study.md"]
+    write_atomic(written[0], markdown(rows).encode())
+    for attack in sorted(rows["attack"].unique()):
+        path = out / f"study-{attack}.png"
+        write_atomic(path, chart(rows, attack))
+        written.append(path)
+    return written

@@ -36,10 +36,11 @@ def pretrained(vocab_path) -> Classifier:
 
 @pytest.fixture(scope="module")
 def backdoored(pretrained: Classifier, sst2: Splits) -> Classifier:
-    """The tiny model fine-tuned from `pretrained` on 2,000 SST-2 rows, 10% of them carrying "cf" -> 1."""
+    """The tiny model fine-tuned from `pretrained` on 2,000 SST-2 rows, 10% of them carrying "cf" -> 1. Random
+    batches: with this seed and rate, length-grouped ones leave the tiny model's backdoor too weak for RAP's check."""
     poisoned = poison_training_set(sst2.train.subset(range(2000)), ATTACK, np.random.default_rng(0))
     model = copy.deepcopy(pretrained.model)
-    config = TrainConfig(lr=2e-3, epochs=2, max_length=32)
+    config = TrainConfig(lr=2e-3, epochs=2, max_length=32, group_by_length=False)
     fit(model, pretrained.tokenizer, poisoned.data, config=config, terms=(cross_entropy_term(),))
     return Classifier(model=model.eval(), tokenizer=pretrained.tokenizer)
 

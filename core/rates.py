@@ -10,13 +10,13 @@ Only clean data is read: no poisoned sample decides a rate.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from core.data import TextDataset
+from core.defenses.cft import clean_finetune
 from core.models import Classifier
-from core.train import EpochRecord, StepReport, TrainConfig, cross_entropy_term, fit
+from core.train import EpochRecord, StepReport, TrainConfig
 
 PAPER_RETRAIN_LR = 2e-5  # the paper's retraining rate (BERT-base), also OpenBackdoor's attack rate
 PAPER_DISTIL_LR = 5e-4  # the paper's distillation rate
@@ -60,18 +60,8 @@ def rate_curve(
     on_step: Callable[[StepReport], None] | None = None,
 ) -> RateCurve:
     """Clean dev accuracy after each epoch of cross-entropy fine-tuning of a copy of `pretrained` at `config.lr`."""
-    model = copy.deepcopy(pretrained.model)
     records: list[EpochRecord] = []
-    fit(
-        model,
-        pretrained.tokenizer,
-        train,
-        config=replace(config, seed=seed),
-        terms=(cross_entropy_term(),),
-        dev=dev,
-        on_step=on_step,
-        on_epoch=records.append,
-    )
+    clean_finetune(pretrained, train, dev, train_config=config, seed=seed, on_step=on_step, on_epoch=records.append)
     return RateCurve(lr=config.lr, dev_accuracy=tuple(record.dev.percent for record in records if record.dev))
 
 

@@ -242,7 +242,9 @@ def test_resume_after_the_driver_is_killed_skips_finished_trials(tmp_path: Path)
     from orchestration.sweep import resume_sweep
 
     run_dir, store = tmp_path / "run", tmp_path / "store"
-    settings = {**SMALL, "store": str(store), "resources.max_concurrent": 1}
+    # More cells than SMALL, each training longer, so the sweep cannot finish between the kill's trigger and the kill.
+    longer = {"defenses": [*SMALL["defenses"], "reinit", "cd", "mbtsad-no-hid"], "training.retrain.epochs": 3}
+    settings = {**SMALL, **longer, "store": str(store), "resources.max_concurrent": 1}
     process = run_cli("--run-dir", str(run_dir), *set_args(settings), start_new_session=True)
     deadline = time.monotonic() + 240
     while len(list((run_dir / "trials").glob("*.parquet"))) < 2 and time.monotonic() < deadline:
@@ -252,7 +254,7 @@ def test_resume_after_the_driver_is_killed_skips_finished_trials(tmp_path: Path)
     os.killpg(process.pid, signal.SIGKILL)
     process.communicate()
     finished = {p.parent.name: p.stat().st_mtime_ns for p in store.glob(f"trial/*/{MANIFEST}")}
-    spec = small_spec(store)
+    spec = apply_settings(small_spec(store), longer)
     assert 2 <= len(finished) < len(cells(spec))
     outcome = resume_sweep(run_dir)
     assert outcome.failed == 0 and outcome.total == len(cells(spec))

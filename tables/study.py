@@ -18,6 +18,7 @@ from tables.build import write_atomic
 
 LINE = ("attack", "profile", "regime", "base_lr")
 TRAINED = ("ts-ft", "mbtsad")
+STAGE_ORDER = {"none": 0, "ts-ft": 1, "mbtsad": 2}  # M_b, then the teacher, then the distillation
 
 
 def read_study(run_dir: Path) -> pl.DataFrame:
@@ -50,7 +51,7 @@ def summary(rows: pl.DataFrame) -> pl.DataFrame:
             pl.col("epoch").mean().alias("kept_epoch"),
             pl.col("epochs").mean().alias("epochs"),
         )
-        .sort([*LINE, "stage"], descending=[False, False, False, False, True])
+        .sort([*LINE, pl.col("stage").replace_strict(STAGE_ORDER, default=len(STAGE_ORDER))])
     )
 
 

@@ -60,6 +60,8 @@ def test_the_swing_is_the_largest_epoch_to_epoch_change_and_seeds_are_averaged()
     (line,) = summary(rows).iter_rows(named=True)
     assert line["seeds"] == 2 and line["asr_mean"] == pytest.approx(27.0) and line["swing_mean"] == pytest.approx(15.5)
     assert "| badnets | project | model (0.0001) | mbtsad | 2 | 81.50 ± 0.71 | 27.00 ± 4.24 |" in markdown(rows)
+    staged = pl.concat([rows, rows.with_columns(pl.lit("ts-ft").alias("stage"))])
+    assert summary(staged)["stage"].to_list() == ["ts-ft", "mbtsad"]  # the teacher first, as Algorithm 1 runs
 
 
 def test_the_study_command_writes_rows_per_epoch_and_its_report(tmp_path: Path) -> None:

@@ -728,6 +728,13 @@ def select_aug(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Instead of --model-lr: the JSON report of `cli.py rates`.",
 )
+@click.option(
+    "--distil-ratio",
+    "distil_ratios",
+    type=float,
+    multiple=True,
+    help="Distillation rate as a multiple of the base rate (repeatable; one distillation each) [25, the paper's].",
+)
 @click.option("--max-epochs", type=int, default=8, show_default=True, help="The most epochs of each training run.")
 @click.option("--patience", type=int, default=2, show_default=True, help="Stop after this many epochs without gain.")
 @click.pass_obj
@@ -740,12 +747,14 @@ def study(
     regimes: tuple[str, ...],
     model_lr: float | None,
     rates_file: Path | None,
+    distil_ratios: tuple[float, ...],
     max_epochs: int,
     patience: int,
 ) -> None:
     """Per (attack, profile, rate regime, seed) of the spec: M_b from the store, then TS-FT and MBTSAD's
-    distillation trained until clean dev stops improving, with test CACC and ASR after every epoch as a
-    diagnosis (selection stays on clean dev). Writes RUN_DIR/study/*.parquet, study.md and study-<attack>.png.
+    distillation (at each --distil-ratio times the base rate) trained until clean dev stops improving, with
+    test CACC and ASR after every epoch as a diagnosis (selection stays on clean dev). Writes
+    RUN_DIR/study/*.parquet, study.md and study-<attack>.png.
     """
     from orchestration.search import run_study
     from orchestration.study import study_cells
@@ -757,7 +766,11 @@ def study(
     if "model" in regimes and model_lr is None:
         raise click.UsageError("the model regime needs --model-lr or --rates-file (from `cli.py rates`)")
     cells = study_cells(
-        spec, profiles=profiles or ("project", "openbackdoor"), model_lr=model_lr or 0.0, regimes=regimes
+        spec,
+        profiles=profiles or ("project", "openbackdoor"),
+        model_lr=model_lr or 0.0,
+        regimes=regimes,
+        **({"distil_ratios": distil_ratios} if distil_ratios else {}),
     )
     folder = run_dir or Path("runs") / f"{spec.name}-study"
     say(f"study {folder}: {len(cells)} cells, at most {max_epochs} epochs each run, patience {patience}")

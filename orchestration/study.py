@@ -1,8 +1,10 @@
 """The fidelity study without Ray: TS-FT (the teacher) and MBTSAD's distillation epoch by epoch, under each attack
 profile and at the paper's rates or the model's, trained until clean dev stops improving.
 
-A study cell is one (attack, profile, rate regime, seed). Its M_b comes from the artifact store under the
-same key a sweep with those settings uses, so the study's backdoored models serve later sweeps. Clean test
+A study cell is one (attack, profile, rate regime, seed) and the distillation rates to try, as multiples of
+the base rate (the paper's is 25): one teacher, then one distillation per multiple. Its M_b comes from the
+artifact store under the same key a sweep with those settings uses, so the study's backdoored models serve
+later sweeps. Clean test
 CACC, ASR and the clean flip after every epoch are a diagnosis (`fit`'s `diagnose`): the epoch each run keeps
 is still the one with the best clean dev accuracy, and the row says which it is.
 """
@@ -23,7 +25,7 @@ from core.defenses.cft import clean_finetune
 from core.defenses.mbtsad import mbtsad_with_teacher
 from core.evaluate import evaluate
 from core.models import Classifier
-from core.rates import PAPER_RETRAIN_LR, stage_rates
+from core.rates import DISTIL_RATIO, PAPER_RETRAIN_LR, stage_rates
 from core.train import EpochRecord
 from orchestration.artifacts import augment_function, backdoored, defender_clean, load_data
 from orchestration.code_version import describe, running_code_version
@@ -39,6 +41,7 @@ STUDY_SCHEMA: dict[str, type[pl.DataType]] = {
     "profile": pl.String,
     "regime": pl.String,
     "base_lr": pl.Float64,
+    "distil_lr": pl.Float64,  # MBTSAD's rows only
     "seed": pl.Int64,
     "stage": pl.String,
     "epoch": pl.Int64,
@@ -59,24 +62,35 @@ class StudyCell:
     attack: str
     profile: str  # project or openbackdoor (core.attacks.ATTACK_PROFILES)
     regime: str  # paper (the paper's 2e-5 as the base rate) or model (the rate `rates` found)
-    base_lr: float  # the counterpart of 2e-5: attack and retraining rate; distillation runs at 25 times it
+    base_lr: float  # the counterpart of 2e-5: attack and retraining rate
     seed: int
+    distil_ratios: tuple[float, ...] = (DISTIL_RATIO,)  # distillation rates / base_lr, one distillation each
 
     def stem(self) -> str:
-        """`sst2-badnets-openbackdoor-model-0`: the file name of its rows, without suffix."""
-        return f"{self.dataset}-{self.attack}-{self.profile}-{self.regime}-{self.seed}".replace("/", "_")
+        """`sst2-badnets-openbackdoor-model-0`, then `-x5-2.5` for multiples other than the paper's 25 alone."""
+        stem = f"{self.dataset}-{self.attack}-{self.profile}-{self.regime}-{self.seed}"
+        if self.distil_ratios != (DISTIL_RATIO,):
+            stem += "-x" + "-".join(f"{ratio:g}" for ratio in self.distil_ratios)
+        return stem.replace("/", "_")
 
 
 def study_cells(
-    spec: SweepSpec, *, profiles: tuple[str, ...], model_lr: float, regimes: tuple[str, ...]
+    spec: SweepSpec,
+    *,
+    profiles: tuple[str, ...],
+    model_lr: float,
+    regimes: tuple[str, ...],
+    distil_ratios: tuple[float, ...] = (DISTIL_RATIO,),
 ) -> list[StudyCell]:
     """Every (dataset, attack, profile, regime, seed) of the spec's datasets, attacks and seeds."""
     rates = {"paper": PAPER_RETRAIN_LR, "model": model_lr}
     unknown = [regime for regime in regimes if regime not in rates]
     if unknown:
         raise ValueError(f"unknown rate regimes {unknown}; valid: {', '.join(rates)}")
+    if not distil_ratios or any(ratio <= 0 for ratio in distil_ratios):
+        raise ValueError(f"distillation multiples must be positive, got {list(distil_ratios)}")
     return [
-        StudyCell(dataset, attack, profile, regime, rates[regime], seed)
+        StudyCell(dataset, attack, profile, regime, rates[regime], seed, tuple(distil_ratios))
         for seed in spec.seeds
         for dataset in spec.datasets
         for attack in spec.attacks
@@ -85,8 +99,11 @@ def study_cells(
     ]
 
 
-def cell_spec(spec: SweepSpec, cell: StudyCell, *, max_epochs: int, patience: int) -> SweepSpec:
-    """The sweep settings of a study cell: its profile, its regime's rates, training until clean dev converges."""
+def cell_spec(
+    spec: SweepSpec, cell: StudyCell, *, max_epochs: int, patience: int, distil_ratio: float = DISTIL_RATIO
+) -> SweepSpec:
+    """The sweep settings of a study cell: its profile, its regime's rates (distillation at `distil_ratio` times
+    the base rate), training until clean dev converges."""
     rates = stage_rates(cell.base_lr)
     return apply_settings(
         spec,
@@ -94,7 +111,7 @@ def cell_spec(spec: SweepSpec, cell: StudyCell, *, max_epochs: int, patience: in
             "attack_profile": cell.profile,
             "training.attack.lr": rates["attack"],
             "training.retrain.lr": rates["retrain"],
-            "training.distil.lr": rates["distil"],
+            "training.distil.lr": distil_ratio * cell.base_lr,
             **{f"training.{stage}.epochs": max_epochs for stage in ("retrain", "distil")},
             **{f"training.{stage}.patience": patience for stage in ("retrain", "distil")},
         },
@@ -104,7 +121,7 @@ def cell_spec(spec: SweepSpec, cell: StudyCell, *, max_epochs: int, patience: in
 def run_study_cell(
     spec: SweepSpec, cell: StudyCell, *, store: Store, device: torch.device, max_epochs: int, patience: int
 ) -> list[dict[str, Any]]:
-    """M_b's scores, then every epoch of TS-FT and of MBTSAD's distillation toward that teacher, as schema rows."""
+    """M_b's scores, then every epoch of TS-FT and of each MBTSAD distillation toward that teacher, as schema rows."""
     spec = cell_spec(spec, cell, max_epochs=max_epochs, patience=patience)
     splits = load_data(spec, cell.dataset)
     suspect = backdoored(store, spec, cell.dataset, cell.attack, cell.seed, device)
@@ -134,17 +151,24 @@ def run_study_cell(
         diagnose=diagnose,
     )
     inputs = DefenseInputs(suspect=suspect.classifier, clean=clean, dev=splits.dev, seed=cell.seed)
-    result = mbtsad_with_teacher(inputs, config, teacher=teacher, augment=augment, diagnose=diagnose)
+    Run = tuple[str, float | None, list[EpochRecord] | tuple[EpochRecord, ...]]  # stage, distillation lr, epochs
+    runs: list[Run] = [("ts-ft", None, teacher_epochs)]
+    for ratio in cell.distil_ratios:
+        ratio_spec = cell_spec(spec, cell, max_epochs=max_epochs, patience=patience, distil_ratio=ratio)
+        distil = defense_setup(ratio_spec, Cell(cell.dataset, cell.attack, "mbtsad", "ts", cell.seed))
+        result = mbtsad_with_teacher(inputs, distil, teacher=teacher, augment=augment, diagnose=diagnose)
+        runs.append(("mbtsad", distil.train.lr, result.distillation.history))
     code = describe(running_code_version())
     base = {k: v for k, v in asdict(cell).items() if k in STUDY_SCHEMA} | {"code": code}
     dev_none = suspect.scores["dev"]["cacc"]
     rows = [{**base, "stage": "none", "epoch": 0, "dev_cacc": dev_none, **suspect.scores["test"], "selected": True}]
-    for stage, records in (("ts-ft", teacher_epochs), ("mbtsad", result.distillation.history)):
+    for stage, distil_lr, records in runs:
         kept = _kept_epoch(records)
         rows += [
             {
                 **base,
                 "stage": stage,
+                "distil_lr": distil_lr,
                 "epoch": record.epoch,
                 "dev_cacc": None if record.dev is None else record.dev.percent,
                 **(record.diagnosis or {}),

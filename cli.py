@@ -786,7 +786,7 @@ def study(
     say(f"wrote {', '.join(str(path) for path in written)}")
 
 
-@cli.command(short_help="Tune MBTSAD's alpha and beta per attack with Optuna on dev data.")
+@cli.command(short_help="Tune MBTSAD (alpha, beta, distillation rate and epochs, attention axis) on dev data.")
 @_spec_options
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Tuning folder [runs/<name>-tune].")
 @click.option("--attack", "attacks", multiple=True, help="Tune only these attacks (repeatable; default: the spec's).")
@@ -798,6 +798,12 @@ def study(
     show_default=True,
     help="ASR points charged per point of clean dev accuracy lost against M_b.",
 )
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    help="Search only these (repeatable): alpha, beta, distil_lr, distil_epochs, attention_axis [all].",
+)
 @_track_options
 @click.pass_obj
 @_takes_spec
@@ -808,32 +814,44 @@ def tune(
     attacks: tuple[str, ...],
     samples: int,
     penalty: float,
+    params: tuple[str, ...],
     track: str | None,
     track_uri: str | None,
 ) -> None:
-    """Search MBTSAD's alpha and beta per attack with Optuna inside Ray Tune, on dev data only.
+    """Search MBTSAD's settings per attack with Optuna inside Ray Tune, on dev data only: eq. 1's alpha and
+    beta, the distillation's rate (1 to 25 times the retraining rate) and epochs, and eq. 4's attention axis.
 
     Minimises dev ASR + PENALTY * max(0, dev CACC of M_b - dev CACC after MBTSAD). The study persists in
     RUN_DIR/optuna.db (a second run continues it); the best values are merged into best_params.json
     beside RUN_DIR (or the spec's best_params), where `sweep` reads them.
     """
     from orchestration.search import run_tuning
+    from orchestration.tuning import SEARCH_SPACE, searched
 
+    searched(params or None)  # an unknown name fails before Ray starts
     _check_tracking(track, track_uri)
     run_dir = run_dir or Path("runs") / f"{spec.name}-tune"
     track_uri = _tracking_uri(track, track_uri, run_dir)
     outcome = run_tuning(
-        spec, run_dir, attacks=attacks or None, samples=samples, penalty=penalty, address=address, track_uri=track_uri
+        spec,
+        run_dir,
+        attacks=attacks or None,
+        samples=samples,
+        penalty=penalty,
+        params=params or None,
+        address=address,
+        track_uri=track_uri,
     )
-    table = Table(title="alpha and beta tuned on dev data")
-    for column in ("dataset/attack", "trials", "alpha", "beta", "objective"):
+    names = [name for name in SEARCH_SPACE if any(name in study.best for study in outcome.studies)]
+    table = Table(title="MBTSAD tuned on dev data (the best trial's settings)")
+    for column in ("dataset/attack", "trials", *names, "objective"):
         table.add_column(column, justify="left" if column == "dataset/attack" else "right")
     for study in outcome.studies:
+        shown = [study.best.get(name) for name in names]
         table.add_row(
             study.key,
             str(study.trials),
-            f"{study.best['alpha']:.3f}",
-            f"{study.best['beta']:.3f}",
+            *("—" if v is None else str(v) if isinstance(v, str | int) else f"{v:.3g}" for v in shown),
             f"{study.best_objective:.2f}",
         )
     console.print(table)

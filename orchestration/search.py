@@ -32,7 +32,7 @@ from orchestration.select_aug import (
     write_score,
     write_summary,
 )
-from orchestration.spec import Cell, SweepSpec, spec_from_dict, spec_to_dict
+from orchestration.spec import Cell, SweepSpec, defense_setup, spec_from_dict, spec_to_dict
 from orchestration.study import StudyCell, run_study_cell, write_study_rows
 from orchestration.sweep import (
     cluster_lock,
@@ -48,9 +48,11 @@ from orchestration.tuning import (
     SEARCH_SPACE,
     STUDY_FILE,
     TUNED_DEFENSE,
+    Choice,
     best_params_path,
     merge_best_params,
     objective,
+    searched,
     study_name,
 )
 from orchestration.uri_store import Store, open_store
@@ -187,9 +189,21 @@ def tune_cell(config: dict[str, Any]) -> None:
     tune.report({"objective": score, "cacc": row["cacc"], "asr": row["asr"], "reference_cacc": reference["cacc"]})
 
 
-def search_space() -> dict[str, Any]:
-    """SEARCH_SPACE as Tune domains (OptunaSearch turns them into Optuna distributions)."""
-    return {name: (tune.loguniform if r.log else tune.uniform)(r.low, r.high) for name, r in SEARCH_SPACE.items()}
+def search_space(retrain_lr: float, params: Sequence[str] | None = None) -> dict[str, Any]:
+    """SEARCH_SPACE (or its `params`) as Tune domains, which OptunaSearch turns into Optuna distributions; rates
+    scale with the cell's retraining rate."""
+    domains: dict[str, Any] = {}
+    for name in searched(tuple(params) if params else None):
+        declared = SEARCH_SPACE[name]
+        if isinstance(declared, Choice):
+            domains[name] = tune.choice(list(declared.options))
+            continue
+        low, high = declared.bounds(retrain_lr)
+        if declared.integer:
+            domains[name] = tune.randint(int(low), int(high) + 1)  # randint excludes its upper end
+        else:
+            domains[name] = (tune.loguniform if declared.log else tune.uniform)(low, high)
+    return domains
 
 
 @dataclass(frozen=True)
@@ -199,7 +213,7 @@ class StudyResult:
     key: str  # `<dataset>/<attack>`, as best_params.json names it
     study: str  # the Optuna study name in the run folder's sqlite file
     trials: int  # complete trials in the study, earlier runs included
-    best: dict[str, float]  # alpha and beta of the best trial so far
+    best: dict[str, Any]  # the searched settings of the best trial so far
     best_objective: float
 
 
@@ -220,12 +234,14 @@ def run_tuning(
     attacks: Sequence[str] | None = None,
     samples: int = 10,
     penalty: float = DEFAULT_PENALTY,
+    params: Sequence[str] | None = None,
     address: str | None = None,
     track_uri: str | None = None,
 ) -> TuneOutcome:
-    """Search alpha and beta per (dataset, attack) on dev data (the spec's first seed), `samples` trials each,
-    continuing the run folder's studies; the best values go where `sweep` reads them, and each study's trials
-    to an MLflow experiment of its name in `track_uri` when one is given."""
+    """Search MBTSAD's settings (`params`, else all of SEARCH_SPACE) per (dataset, attack) on dev data (the spec's
+    first seed), `samples` trials each, continuing the run folder's studies; the best values go where `sweep`
+    reads them, and each study's trials to an MLflow experiment of its name in `track_uri` when one is given."""
+    params = searched(tuple(params) if params else None)
     started = time.monotonic()
     run_dir = run_dir.resolve()
     target = best_params_path(spec, run_dir).resolve()
@@ -250,13 +266,14 @@ def run_tuning(
                     metric="objective", mode="min", study_name=name, storage=storage, seed=seed + len(study.trials)
                 )
                 cell = Cell(dataset, attack, TUNED_DEFENSE, "ts", seed)
+                retrain_lr = defense_setup(spec, cell).teacher.train.lr
                 tune.Tuner(
                     trainable,
                     param_space={
                         "spec": spec_to_dict(spec),
                         "cell": dataclasses.asdict(cell),
                         "penalty": penalty,
-                        **search_space(),
+                        **search_space(retrain_lr, params),
                     },
                     tune_config=tune.TuneConfig(
                         search_alg=searcher, num_samples=samples, max_concurrent_trials=spec.resources.max_concurrent
@@ -278,7 +295,7 @@ def run_tuning(
                         key=f"{dataset}/{attack}",
                         study=name,
                         trials=len(complete),
-                        best={k: float(v) for k, v in study.best_trial.params.items()},
+                        best=dict(study.best_trial.params),  # all it ran with, earlier runs' settings included
                         best_objective=float(study.best_value),
                     )
                 )

@@ -22,6 +22,7 @@ from core.defenses import DEFENSES, get_defense
 from core.defenses.mbtsad import MbtsadConfig
 from core.defenses.rap import RapConfig
 from core.defenses.strip import StripConfig
+from core.losses import ATTENTION_AXES
 from core.mlm import MlmHeadConfig
 from orchestration.overrides import apply_overrides, convert, with_training
 from orchestration.overrides import parse_value as parse_value  # where the CLI reads it
@@ -181,7 +182,8 @@ class SweepSpec:
 
 @dataclass(frozen=True)
 class Cell:
-    """One trial: a (dataset, attack, defence, augmentation, seed) cell with its eq. 1 weights."""
+    """One trial: a (dataset, attack, defence, augmentation, seed) cell with its eq. 1 weights and, when tuned,
+    its distillation's rate, epochs and attention axis (None: the spec's)."""
 
     dataset: str
     attack: str
@@ -190,6 +192,13 @@ class Cell:
     seed: int
     alpha: float | None = None  # MBTSAD family only
     beta: float | None = None  # MBTSAD family only
+    distil_lr: float | None = None  # MBTSAD family only
+    distil_epochs: int | None = None  # MBTSAD family only
+    attention_axis: str | None = None  # MBTSAD family only: eq. 4's axis (core.losses.ATTENTION_AXES)
+
+
+# what best_params.json may set, with its type
+TUNED_FIELDS = {"alpha": float, "beta": float, "distil_lr": float, "distil_epochs": int, "attention_axis": str}
 
 
 # ------------------------------------------------------------------------------------- settings
@@ -241,10 +250,13 @@ def defense_setup(spec: SweepSpec, cell: Cell) -> Any:
     if cell.defense == "aug-ft":
         config = dataclasses.replace(config, augmentation=cell.augmentation)
     if cell.defense in MBTSAD_FAMILY:
+        train = {"lr": cell.distil_lr, "epochs": cell.distil_epochs}
         config = dataclasses.replace(
             config,
             alpha=config.alpha if cell.alpha is None else cell.alpha,
             beta=config.beta if cell.beta is None else cell.beta,
+            attention_axis=config.attention_axis if cell.attention_axis is None else cell.attention_axis,
+            train=dataclasses.replace(config.train, **{k: v for k, v in train.items() if v is not None}),
         )
     return config
 
@@ -252,8 +264,9 @@ def defense_setup(spec: SweepSpec, cell: Cell) -> Any:
 # ------------------------------------------------------------------------------------- the grid
 
 
-def read_best_params(path: Path | None) -> dict[str, dict[str, float]]:
-    """alpha and beta per `<dataset>/<attack>` or `<attack>` from the JSON `tune` writes; {} without a file."""
+def read_best_params(path: Path | None) -> dict[str, dict[str, Any]]:
+    """The tuned values (TUNED_FIELDS) per `<dataset>/<attack>` or `<attack>` from the JSON `tune` writes; {}
+    without a file."""
     if path is None or not path.is_file():
         return {}
     try:
@@ -261,17 +274,25 @@ def read_best_params(path: Path | None) -> dict[str, dict[str, float]]:
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(data, dict) or not all(
-        isinstance(v, dict) and set(v) <= {"alpha", "beta"} for v in data.values()
+        isinstance(v, dict) and set(v) <= set(TUNED_FIELDS) for v in data.values()
     ):
-        raise ValueError(f'{path}: expected {{"<dataset>/<attack>" or "<attack>": {{"alpha": a, "beta": b}}}}')
-    return {
-        key: {name: convert(value, float, f"{path}: {key}.{name}") for name, value in weights.items()}
-        for key, weights in data.items()
+        raise ValueError(
+            f'{path}: expected {{"<dataset>/<attack>" or "<attack>": {{"alpha": a, "beta": b, ...}}}} '
+            f"with keys among {', '.join(TUNED_FIELDS)}"
+        )
+    values = {
+        key: {name: convert(value, TUNED_FIELDS[name], f"{path}: {key}.{name}") for name, value in tuned.items()}
+        for key, tuned in data.items()
     }
+    for key, tuned in values.items():
+        if tuned.get("attention_axis") not in (None, *ATTENTION_AXES):
+            raise ValueError(f"{path}: {key}.attention_axis: expected one of {', '.join(ATTENTION_AXES)}")
+    return values
 
 
-def table_cell(dataset: str, attack: str, defense: str, seed: int, weights: Mapping[str, float]) -> Cell:
-    """A Table I, II or IV cell; the MBTSAD family carries alpha and beta (1.0 unless tuned)."""
+def table_cell(dataset: str, attack: str, defense: str, seed: int, tuned: Mapping[str, Any]) -> Cell:
+    """A Table I, II or IV cell; the MBTSAD family carries alpha and beta (1.0 unless tuned) and any other
+    tuned value."""
     family = defense in MBTSAD_FAMILY
     return Cell(
         dataset=dataset,
@@ -279,12 +300,13 @@ def table_cell(dataset: str, attack: str, defense: str, seed: int, weights: Mapp
         defense=defense,
         augmentation="ts" if family or defense == "ts-ft" else None,
         seed=seed,
-        alpha=weights.get("alpha", 1.0) if family else None,
-        beta=weights.get("beta", 1.0) if family else None,
+        alpha=tuned.get("alpha", 1.0) if family else None,
+        beta=tuned.get("beta", 1.0) if family else None,
+        **({name: tuned.get(name) for name in ("distil_lr", "distil_epochs", "attention_axis")} if family else {}),
     )
 
 
-def cells(spec: SweepSpec, best_params: Mapping[str, Mapping[str, float]] | None = None) -> list[Cell]:
+def cells(spec: SweepSpec, best_params: Mapping[str, Mapping[str, Any]] | None = None) -> list[Cell]:
     """Every trial of the grid, round-robin over (seed, dataset, attack) groups so concurrent trials build
     different backdoored models; in a group the rows run in RUN_ORDER, then Table III's retraining runs."""
     best = best_params or {}
@@ -293,10 +315,10 @@ def cells(spec: SweepSpec, best_params: Mapping[str, Mapping[str, float]] | None
     for seed in spec.seeds:
         for dataset in spec.datasets:
             for attack in spec.attacks:
-                weights = {**best.get(attack, {}), **best.get(f"{dataset}/{attack}", {})}
+                tuned = {**best.get(attack, {}), **best.get(f"{dataset}/{attack}", {})}
                 table3 = spec.augmentations if dataset in spec.augmentation_datasets else ()
                 groups.append(
-                    [table_cell(dataset, attack, d, seed, weights) for d in order]
+                    [table_cell(dataset, attack, d, seed, tuned) for d in order]
                     + [Cell(dataset, attack, "aug-ft", a, seed) for a in table3]
                 )
     ordered = []

@@ -185,6 +185,9 @@ def raw_failed_row(config: Mapping[str, Any], error: str, wall_s: float) -> dict
         "error": error[:2000],
         "alpha": number(cell.get("alpha")),
         "beta": number(cell.get("beta")),
+        "distil_lr": number(cell.get("distil_lr")),
+        "distil_epochs": cell.get("distil_epochs") if type(cell.get("distil_epochs")) is int else None,
+        "attention_axis": text(cell.get("attention_axis")),
         "model": text(spec.get("model")),
         "wall_s": round(wall_s, 2),
     }

@@ -1,4 +1,8 @@
-"""Tuning alpha and beta without Ray: the search ranges as data, the dev-only objective, the best-values file.
+"""Tuning MBTSAD without Ray: the search ranges as data, the dev-only objective, the best-values file.
+
+The search covers eq. 1's alpha and beta and the levers of the fidelity study (issue 15): the
+distillation's learning rate (from the retraining rate to the paper's 25 times it), its epochs and eq. 4's
+attention axis. `tune --param` narrows it; the rest keep the spec's values.
 
 The objective, minimised: ASR on the poisoned dev set plus `penalty` times the clean dev accuracy the
 defence lost against M_b (both in percent), so with penalty 1 each CACC point lost costs one ASR point.
@@ -10,7 +14,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from core.losses import ATTENTION_AXES
 from orchestration.spec import SweepSpec, read_best_params
 from orchestration.store import write_atomic
 
@@ -21,16 +27,45 @@ STUDY_FILE = "optuna.db"  # the persistent Optuna study (sqlite) in the tuning r
 
 @dataclass(frozen=True)
 class Range:
-    """A search range of one weight."""
+    """A numeric search range of one setting."""
 
     low: float
     high: float
     log: bool  # sample uniformly in log space (a scale), else uniformly
+    integer: bool = False  # whole numbers from low to high, both included
+    per_retrain_lr: bool = False  # low and high are multiples of the cell's retraining rate
+
+    def bounds(self, retrain_lr: float) -> tuple[float, float]:
+        """The range's ends for a cell whose retraining (TS-FT) rate is `retrain_lr`."""
+        scale = retrain_lr if self.per_retrain_lr else 1.0
+        return self.low * scale, self.high * scale
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A categorical setting: one of `options`."""
+
+    options: tuple[str, ...]
 
 
 # alpha scales L_cls around the paper's 1 (a tenth to ten times); beta weighs L_h, which SPEC's prototype
-# found best switched off (beta 0), so its range starts at 0 and stays linear.
-SEARCH_SPACE: dict[str, Range] = {"alpha": Range(0.1, 10.0, log=True), "beta": Range(0.0, 5.0, log=False)}
+# found best switched off (beta 0), so its range starts at 0 and stays linear. The distillation rate runs
+# from the retraining rate up to the paper's ratio (5e-4 / 2e-5 = 25 times it), which the fidelity study
+# found too high for MiniLM at its own rate.
+SEARCH_SPACE: dict[str, Range | Choice] = {
+    "alpha": Range(0.1, 10.0, log=True),
+    "beta": Range(0.0, 5.0, log=False),
+    "distil_lr": Range(1.0, 25.0, log=True, per_retrain_lr=True),
+    "distil_epochs": Range(1, 4, log=False, integer=True),
+    "attention_axis": Choice(ATTENTION_AXES),
+}
+
+
+def searched(params: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The settings a tune run searches: `params` (checked against SEARCH_SPACE), or all of them."""
+    if unknown := sorted(set(params or ()) - set(SEARCH_SPACE)):
+        raise ValueError(f"unknown tuning parameters {unknown}; valid: {', '.join(SEARCH_SPACE)}")
+    return tuple(params) if params else tuple(SEARCH_SPACE)
 
 
 def objective(*, asr: float, cacc: float, reference_cacc: float, penalty: float = DEFAULT_PENALTY) -> float:
@@ -48,7 +83,7 @@ def best_params_path(spec: SweepSpec, run_dir: Path) -> Path:
     return Path(spec.best_params) if spec.best_params else run_dir.parent / "best_params.json"
 
 
-def merge_best_params(path: Path, updates: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+def merge_best_params(path: Path, updates: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Add or replace `<dataset>/<attack>` entries in the best-values file, keeping the others; written atomically."""
     merged = {**read_best_params(path), **{key: dict(values) for key, values in updates.items()}}
     write_atomic(path, json.dumps(merged, indent=2, sort_keys=True).encode())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -25,6 +26,12 @@ from tables.layout import (
 
 # (result column, header, which end is best) for the metric tables.
 METRICS = (("cacc", "CACC", max), ("asr", "ASR", min))
+# tuned distillation settings a row may carry (docs/results-schema.md), as the weights note words them
+TUNED_EXTRAS = {
+    "distil_lr": "distillation lr {:.3g}",
+    "distil_epochs": "{} epochs",
+    "attention_axis": "attention axis {}",
+}
 PERCENT_DECIMALS = 2  # as the paper prints CACC and ASR
 CE_DECIMALS = 4  # as the paper prints the eq. 9 loss (0.5333): two would tie most augmentations
 Lookup = Mapping[tuple[str | None, ...], Stat]
@@ -128,15 +135,23 @@ def metric_grid(
 
 
 def weights_note(trials: pl.DataFrame, attacks: Sequence[str]) -> str | None:
-    """The alpha and beta each attack's MBTSAD-family rows ran with (every distinct pair), or None without such rows."""
+    """The alpha and beta each attack's MBTSAD-family rows ran with (every distinct pair), any tuned distillation
+    setting in brackets after them, or None without such rows."""
     rows = trials.filter(pl.col("alpha").is_not_null() | pl.col("beta").is_not_null())
+    extras = [name for name in TUNED_EXTRAS if name in rows.columns]
     values = []
     for attack in attacks:
-        pairs = rows.filter(pl.col("attack") == attack).select("alpha", "beta").unique().sort("alpha", "beta")
-        if len(pairs):
-            shown = " or ".join(f"{_weight(alpha)}, {_weight(beta)}" for alpha, beta in pairs.iter_rows())
+        runs = rows.filter(pl.col("attack") == attack).select("alpha", "beta", *extras).unique()
+        if len(runs):
+            shown = " or ".join(_as_run(run) for run in runs.sort(runs.columns, nulls_last=True).iter_rows(named=True))
             values.append(f"{ATTACKS.get(attack, attack)} {shown}")
     return WEIGHTS_NOTE.format(values="; ".join(values)) if values else None
+
+
+def _as_run(run: dict[str, Any]) -> str:
+    """`1.6, 2.72`, then `(distillation lr 0.001, 3 epochs, attention axis row)` for what was tuned."""
+    extras = [TUNED_EXTRAS[k].format(v) for k, v in run.items() if k in TUNED_EXTRAS and v is not None]
+    return f"{_weight(run['alpha'])}, {_weight(run['beta'])}" + (f" ({', '.join(extras)})" if extras else "")
 
 
 def _weight(value: float | None) -> str:

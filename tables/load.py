@@ -26,6 +26,9 @@ TRIAL_OPTIONAL = {
     "model": pl.String,
     "alpha": pl.Float64,
     "beta": pl.Float64,
+    "distil_lr": pl.Float64,
+    "distil_epochs": pl.Int64,
+    "attention_axis": pl.String,
     "code": pl.String,
 }
 SELECT_AUG_COLUMNS = {

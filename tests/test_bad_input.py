@@ -22,6 +22,7 @@ from orchestration.spec import (
     Cell,
     apply_settings,
     cells,
+    defense_setup,
     flatten,
     load_settings_file,
     parse_value,
@@ -107,6 +108,29 @@ def test_tuned_weights_are_converted_and_checked(tmp_path: Path) -> None:
     path.write_text('{"badnets": {"alpha": "abc"}}')
     with pytest.raises(ValueError, match=r"best_params\.json: badnets\.alpha: expected a float, got 'abc'"):
         read_best_params(path)
+    path.write_text('{"badnets": {"distil_epochs": 2.5}}')
+    with pytest.raises(ValueError, match=r"badnets\.distil_epochs: expected an? int"):
+        read_best_params(path)
+    path.write_text('{"badnets": {"attention_axis": "diagonal"}}')
+    with pytest.raises(ValueError, match=r"best_params\.json: badnets\.attention_axis: expected one of map, row"):
+        read_best_params(path)
+    path.write_text('{"badnets": {"gamma": 1}}')
+    with pytest.raises(ValueError, match=r"best_params\.json: .*keys among alpha, beta, distil_lr"):
+        read_best_params(path)
+
+
+def test_tuned_distillation_settings_reach_the_mbtsad_family_only(tmp_path: Path) -> None:
+    path = tmp_path / "best_params.json"
+    path.write_text('{"sst2/badnets": {"alpha": 2, "distil_lr": "3e-3", "distil_epochs": 3, "attention_axis": "row"}}')
+    grid = cells(smoke(), read_best_params(path))
+    by_defense = {c.defense: c for c in grid if c.augmentation in ("ts", None)}
+    mbtsad = defense_setup(smoke(), by_defense["mbtsad"])
+    assert (mbtsad.alpha, mbtsad.beta, mbtsad.attention_axis) == (2.0, 1.0, "row")
+    assert (mbtsad.train.lr, mbtsad.train.epochs) == (3e-3, 3)
+    assert defense_setup(smoke(), by_defense["cd"]).train.lr == 3e-3
+    untuned = defense_setup(smoke(), next(c for c in cells(smoke()) if c.defense == "mbtsad"))
+    assert untuned.train.lr != 3e-3 and untuned.attention_axis == "map"
+    assert by_defense["ts-ft"].distil_lr is None and defense_setup(smoke(), by_defense["ts-ft"]).train.lr != 3e-3
 
 
 def test_a_tune_config_is_converted_and_checked() -> None:

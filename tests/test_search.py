@@ -19,9 +19,9 @@ from cli import cli
 from orchestration.presets import smoke
 from orchestration.search import run_tuning, search_space
 from orchestration.select_aug import AUGMENTATION_SET, SELECT_AUG_SCHEMA
-from orchestration.spec import apply_settings
+from orchestration.spec import Cell, apply_settings, defense_setup, read_best_params
 from orchestration.sweep import NAMESPACE, WORKER_ENV
-from orchestration.tuning import SEARCH_SPACE, merge_best_params, objective, study_name
+from orchestration.tuning import SEARCH_SPACE, Choice, merge_best_params, objective, study_name
 
 # The smoke preset cut further: a backdoor need not take for the plumbing to be exercised.
 CHEAP = {
@@ -82,10 +82,23 @@ def test_merging_best_values_keeps_other_entries(tmp_path: Path) -> None:
 
 
 def test_search_space_is_the_declared_ranges() -> None:
-    space = search_space()
-    assert set(space) == set(SEARCH_SPACE) == {"alpha", "beta"}
-    for name, declared in SEARCH_SPACE.items():
-        assert (space[name].lower, space[name].upper) == (declared.low, declared.high)
+    space = search_space(2e-4)
+    assert set(space) == set(SEARCH_SPACE) == {"alpha", "beta", "distil_lr", "distil_epochs", "attention_axis"}
+    assert (space["alpha"].lower, space["alpha"].upper) == (0.1, 10.0)
+    assert (space["distil_lr"].lower, space["distil_lr"].upper) == pytest.approx((2e-4, 5e-3))  # 1x to 25x
+    assert (space["distil_epochs"].lower, space["distil_epochs"].upper) == (1, 5)  # randint: 1 to 4
+    assert space["attention_axis"].categories == ["map", "row", "column", "received"]
+    assert set(search_space(2e-5, ["alpha", "distil_lr"])) == {"alpha", "distil_lr"}
+    with pytest.raises(ValueError, match="unknown tuning parameters"):
+        search_space(2e-5, ["gamma"])
+
+
+def _within(name: str, value: object, retrain_lr: float) -> bool:
+    declared = SEARCH_SPACE[name]
+    if isinstance(declared, Choice):
+        return value in declared.options
+    low, high = declared.bounds(retrain_lr)
+    return low <= value <= high and (not declared.integer or isinstance(value, int))
 
 
 # ------------------------------------------------------------------------------------- real Ray
@@ -113,12 +126,14 @@ def test_tune_proposes_within_ranges_and_a_second_run_continues_the_study(root: 
     assert logged.data.metrics["objective"] == pytest.approx(trials[2].value)
     assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert trials[2].params not in [t.params for t in first]  # the continued study proposed a new point
+    retrain_lr = defense_setup(spec, Cell("sst2", "badnets", "mbtsad", "ts", 0)).teacher.train.lr
     for trial in trials:
-        for name, declared in SEARCH_SPACE.items():
-            assert declared.low <= trial.params[name] <= declared.high
+        assert set(trial.params) == set(SEARCH_SPACE)
+        assert all(_within(name, value, retrain_lr) for name, value in trial.params.items()), trial.params
     best = json.loads(best_file.read_text())
     assert best["imdb/lwp"] == {"alpha": 2.0, "beta": 0.5}
-    assert set(best["sst2/badnets"]) == {"alpha", "beta"}
+    assert set(best["sst2/badnets"]) == set(SEARCH_SPACE)
+    assert read_best_params(best_file)["sst2/badnets"] == min(trials, key=lambda t: t.value).params
 
 
 def test_select_aug_scores_every_augmentation_writes_pictures_and_feeds_tables(root: Path) -> None:

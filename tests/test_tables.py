@@ -367,3 +367,14 @@ def test_weights_note_names_the_alpha_and_beta_each_attack_ran_with(tmp_path: Pa
     assert note.startswith("α and β (eq. 1) as run: BadNets 1, 1; LWP 0.35, 0 or 1.6, 2.72.")
     assert "tuned" not in note  # the rows say which values ran, not that they were tuned
     assert not any("eq. 1" in text for _, text in report.grids[2].notes)  # Table III has no MBTSAD row
+
+
+def test_weights_note_adds_the_tuned_distillation_settings(tmp_path: Path) -> None:
+    rows = [
+        trial("mbtsad", alpha=1.0, beta=1.0),
+        trial("mbtsad", attack="lwp", alpha=0.35, beta=0.0, distil_lr=1e-3, distil_epochs=3, attention_axis="row"),
+    ]
+    write_trials(tmp_path / "run", rows)
+    report = write_tables(tmp_path / "run", tmp_path / "out")
+    (note,) = [text for _, text in report.grids[1].notes if "eq. 1" in text]
+    assert "BadNets 1, 1; LWP 0.35, 0 (distillation lr 0.001, 3 epochs, attention axis row)." in note

@@ -4,6 +4,7 @@ Every augmentation is a pure function `(text, rng, *, options) -> str` that draw
 randomness from the numpy Generator it is given; none touches Python's `random`, numpy's global state
 or torch's global seed. Options come as keyword arguments or a small frozen config. CWEA and EDA need
 a resource (a masked LM, WordNet): bind it with `functools.partial` to get a `(text, rng) -> str`.
+CWEA also runs over many texts at once (`cwea_batch`, batched masked-LM passes), which `augment_dataset` uses.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -376,47 +377,123 @@ def cwea(
     masked_lm: MaskedLM,
     config: CweaConfig = CweaConfig(),
 ) -> str:
-    """CWEA: replace sampled words one at a time, left to right, each by a draw from the masked LM's
-    softmax over its top-k predictions for that position, given the substitutions made so far."""
-    import torch
+    """CWEA on one text: `cwea_batch` of it alone, so one seed is drawn from rng and the rest from that seed."""
+    return cwea_batch([text], rng, masked_lm=masked_lm, config=config)[0]
 
+
+@dataclass
+class _CweaText:
+    """One text in CWEA's lockstep: its tokens and gaps (as `_TOKEN_SPLIT_RE.split`), the sorted indices of
+    the words to replace, and the text's own generator."""
+
+    parts: list[str]
+    words: list[int]
+    rng: np.random.Generator
+
+
+def _cwea_start(text: str, rng: np.random.Generator, config: CweaConfig) -> _CweaText:
+    """A text's CWEA state: m of its alphabetic words drawn without replacement (nlpaug's count), left to right."""
     parts = _TOKEN_SPLIT_RE.split(text)
     words = [i for i in range(1, len(parts), 2) if parts[i].isalpha()]
     m = augmented_word_count(
-        len(parts) // 2,
-        len(words),
-        fraction=config.fraction,
-        minimum=1,
-        maximum=config.maximum,
-        mode="nlpaug",
+        len(parts) // 2, len(words), fraction=config.fraction, minimum=1, maximum=config.maximum, mode="nlpaug"
     )
-    if m == 0:
-        return text
-    model, tokenizer = masked_lm.model, masked_lm.tokenizer
-    model.eval()
-    device = next(model.parameters()).device
-    for index in sorted(rng.choice(words, size=m, replace=False).tolist()):
-        original = parts[index]
-        left = "".join(parts[:index])[-config.context_chars :]
-        right = "".join(parts[index + 1 :])[: config.context_chars]
-        encoded = tokenizer(
-            left + tokenizer.mask_token + right, truncation=True, max_length=config.max_tokens, return_tensors="pt"
-        )
-        position = (encoded["input_ids"][0] == tokenizer.mask_token_id).nonzero().flatten()
-        if len(position) == 0:
-            continue
-        with torch.no_grad():
-            logits = model(**encoded.to(device)).logits[0, position[0]]
-        top = logits.float().cpu().topk(config.top_k)
-        probs = top.values.softmax(-1)
-        candidates = tokenizer.convert_ids_to_tokens(top.indices.tolist())
-        keep = ~masked_lm.banned[top.indices] & torch.tensor([c.lower() != original.lower() for c in candidates])
-        if not keep.any():
-            continue
-        probs = (probs * keep).double().numpy()
-        substitute = candidates[rng.choice(len(candidates), p=probs / probs.sum())]
-        parts[index] = substitute.capitalize() if original.istitle() else substitute  # as nlpaug aligns case
-    return "".join(parts)
+    return _CweaText(parts, sorted(rng.choice(words, size=m, replace=False).tolist()) if m else [], rng)
+
+
+def _masked_query(text: _CweaText, index: int, mask_token: str, config: CweaConfig) -> str:
+    """The text so far with word `index` masked, cut to `config.context_chars` characters each side."""
+    left = "".join(text.parts[:index])[-config.context_chars :]
+    right = "".join(text.parts[index + 1 :])[: config.context_chars]
+    return left + mask_token + right
+
+
+def _logits_at(
+    model: PreTrainedModel, inputs: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor
+) -> torch.Tensor:
+    """A masked LM's logits at positions (rows, cols) alone: BERT's vocabulary head runs on those positions only
+    (on MiniLM it is about half a full forward pass), any other model runs whole."""
+    from transformers import BertForMaskedLM
+
+    if isinstance(model, BertForMaskedLM):
+        return model.cls(model.bert(**inputs).last_hidden_state[rows, cols])
+    return model(**inputs).logits[rows, cols]
+
+
+def _mask_predictions(masked_lm: MaskedLM, queries: list[str], config: CweaConfig) -> tuple[list[int], torch.Tensor]:
+    """One padded forward pass over the queries: the queries whose mask survived truncation, and the logits
+    (float32, on the CPU) at each one's first mask token."""
+    import torch
+
+    tokenizer = masked_lm.tokenizer
+    encoded = tokenizer(queries, padding=True, truncation=True, max_length=config.max_tokens, return_tensors="pt")
+    is_mask = encoded["input_ids"] == tokenizer.mask_token_id
+    rows = is_mask.any(dim=1).nonzero().flatten()
+    if len(rows) == 0:
+        return [], torch.empty(0)
+    cols = is_mask.int().argmax(dim=1)[rows]  # the first mask, as `cwea` always took
+    device = next(masked_lm.model.parameters()).device
+    with torch.no_grad():
+        logits = _logits_at(masked_lm.model, dict(encoded.to(device)), rows.to(device), cols.to(device))
+    return rows.tolist(), logits.float().cpu()
+
+
+def _substitute(text: _CweaText, index: int, candidates: list[str], probs: torch.Tensor, banned: torch.Tensor) -> None:
+    """Replace word `index` by a draw from the top-k candidates' softmax, the banned ones and the word itself
+    (case-insensitively) left out; nothing is drawn when no candidate is left."""
+    import torch
+
+    original = text.parts[index]
+    keep = ~banned & torch.tensor([c.lower() != original.lower() for c in candidates])
+    if not keep.any():
+        return
+    weights = (probs * keep).double().numpy()
+    substitute = candidates[text.rng.choice(len(candidates), p=weights / weights.sum())]
+    text.parts[index] = substitute.capitalize() if original.istitle() else substitute  # as nlpaug aligns case
+
+
+def cwea_batch(
+    texts: Sequence[str],
+    rng: np.random.Generator,
+    *,
+    masked_lm: MaskedLM,
+    config: CweaConfig = CweaConfig(),
+    batch_size: int = 64,
+) -> list[str]:
+    """CWEA (Kobayashi, 2018; nlpaug ContextualWordEmbsAug) on many texts, in input order: each text's sampled
+    words are replaced one at a time, left to right, each by a draw from the masked LM's softmax over its top-k
+    predictions for that position given the text's substitutions so far.
+
+    The texts run in lockstep: step k masks every text's k-th word (those with one), and the masked texts, sorted
+    by length so that a batch pads little, go through the masked LM `batch_size` at a time (padded, with the
+    attention mask). RNG: one seed per text is drawn from rng up front, in text order (`rng.integers(2**63,
+    size=len(texts))`, the same numbers as that many scalar draws), and every draw for a text, its word positions
+    and then one per substitution, comes from its own `np.random.default_rng(seed)`. So rng advances by exactly
+    one draw per text, the output does not depend on batch_size or on which texts share a batch, and
+    `cwea_batch(texts, rng)` equals `[cwea(t, rng) for t in texts]`; all of this up to the floating-point noise
+    that a different padding may add to the logits, which a draw would have to fall within to change."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    seeds = rng.integers(2**63, size=len(texts)).tolist()
+    states = [_cwea_start(text, np.random.default_rng(seed), config) for text, seed in zip(texts, seeds, strict=True)]
+    masked_lm.model.eval()
+    tokenizer = masked_lm.tokenizer
+    for step in range(max((len(s.words) for s in states), default=0)):
+        active = [s for s in states if step < len(s.words)]
+        queries = [_masked_query(s, s.words[step], tokenizer.mask_token, config) for s in active]
+        order = sorted(range(len(active)), key=lambda i: len(queries[i]))  # characters: a proxy for tokens
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            rows, logits = _mask_predictions(masked_lm, [queries[i] for i in chunk], config)
+            if not rows:
+                continue
+            top = logits.topk(config.top_k)
+            probs, banned = top.values.softmax(-1), masked_lm.banned[top.indices]
+            for r, row in enumerate(rows):
+                text = active[chunk[row]]
+                candidates = tokenizer.convert_ids_to_tokens(top.indices[r].tolist())
+                _substitute(text, text.words[step], candidates, probs[r], banned[r])
+    return ["".join(s.parts) for s in states]
 
 
 # ------------------------------------------------------------------------------- datasets, registry
@@ -430,9 +507,14 @@ def augment_dataset(
     rng: np.random.Generator,
     name: str | None = None,
 ) -> TextDataset:
-    """D_a of Algorithm 1: `copies` augmented texts per sample (sample-major), each with its label."""
+    """D_a of Algorithm 1: `copies` augmented texts per sample (sample-major), each with its label.
+
+    Two augmentations take a faster path to the same texts: `token_split` and a `partial(cwea, ...)`, whose
+    copies go through `cwea_batch` together (which equals one `cwea` call per copy with the same rng)."""
     if augment is token_split:  # same texts as the generic path, with one tokenisation per sample
         texts = tuple(t for text in dataset.texts for t in token_split_copies(text, rng, copies=copies))
+    elif isinstance(augment, partial) and augment.func is cwea and not augment.args:  # same texts, batched
+        texts = tuple(cwea_batch([t for t in dataset.texts for _ in range(copies)], rng, **augment.keywords))
     else:
         texts = tuple(augment(text, rng) for text in dataset.texts for _ in range(copies))
     labels = tuple(label for label in dataset.labels for _ in range(copies))

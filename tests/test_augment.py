@@ -17,13 +17,16 @@ from core.augment import (
     AEDA_PUNCTUATION,
     AUGMENTATIONS,
     STOPWORDS,
+    CweaConfig,
     MaskedLM,
     TokenSplitConfig,
+    _logits_at,
     add_trigger,
     aeda,
     augment_dataset,
     augmented_word_count,
     cwea,
+    cwea_batch,
     eda,
     get_augmentation,
     insert_word,
@@ -85,6 +88,13 @@ def word_around(text: str, offset: int) -> tuple[int, int]:
     while end < len(text) and re.match(r"\w", text[end]):
         end += 1
     return start, end
+
+
+def swapped_words(before: str, after: str) -> list[tuple[str, str]]:
+    """The (old, new) token pairs where `after` differs from `before`; fails if any gap between tokens changed."""
+    old, new = re.split(r"(\w+|[^\w\s])", before), re.split(r"(\w+|[^\w\s])", after)
+    assert old[0::2] == new[0::2], (before, after)
+    return [(a, b) for a, b in zip(old[1::2], new[1::2], strict=True) if a != b]
 
 
 # ------------------------------------------------------------------------------------- token split
@@ -269,16 +279,72 @@ def test_cwea_substitutes_words_deterministically(sentences: list[str], tiny_mlm
         out = cwea(sentence, np.random.default_rng(0), masked_lm=masked_lm)
         if i < 3:
             assert out == cwea(sentence, np.random.default_rng(0), masked_lm=masked_lm)
-        before, after = re.split(r"(\w+|[^\w\s])", sentence), re.split(r"(\w+|[^\w\s])", out)
-        assert before[0::2] == after[0::2]  # the gaps between tokens are untouched
-        swapped = [(a, b) for a, b in zip(before[1::2], after[1::2], strict=True) if a != b]
+        swapped = swapped_words(sentence, out)  # also: the gaps between tokens are untouched
         assert all(a.isalpha() and b.isalpha() for a, b in swapped)
-        assert len(swapped) <= min(10, max(1, math.ceil(0.3 * len(before[1::2]))))
+        assert len(swapped) <= min(10, max(1, math.ceil(0.3 * len(re.findall(r"\w+|[^\w\s]", sentence)))))
         changed += bool(swapped)
     assert changed >= 6
     assert cwea(sentences[0], np.random.default_rng(1), masked_lm=masked_lm) != cwea(
         sentences[0], np.random.default_rng(2), masked_lm=masked_lm
     )
+
+
+def test_cwea_batch_is_seeded_and_independent_of_batch_size(sentences: list[str], tiny_mlm, tokenizer) -> None:
+    masked_lm = MaskedLM(tiny_mlm, tokenizer)
+    texts = [*sentences[:20], "", "... !!", sentences[0]]  # nothing to replace in two; a repeat gets its own seed
+    outputs = {
+        size: cwea_batch(texts, np.random.default_rng(3), masked_lm=masked_lm, batch_size=size) for size in (1, 3, 64)
+    }
+    assert outputs[1] == outputs[3] == outputs[64]
+    out = outputs[64]
+    assert out[20:22] == ["", "... !!"] and out[22] != out[0]
+    assert cwea_batch(texts, np.random.default_rng(3), masked_lm=masked_lm) == out
+    other = cwea_batch(texts, np.random.default_rng(4), masked_lm=masked_lm)
+    assert sum(a != b for a, b in zip(out[:20], other[:20], strict=True)) >= 15
+    changed = 0
+    for before, after in zip(texts, out, strict=True):
+        swapped = swapped_words(before, after)
+        assert all(a.isalpha() and b.isalpha() and a.lower() != b.lower() for a, b in swapped)
+        n_tokens = len(re.findall(r"\w+|[^\w\s]", before))
+        assert len(swapped) <= min(10, max(1, math.ceil(0.3 * n_tokens)))
+        changed += bool(swapped)
+    assert changed >= 18
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        cwea_batch(texts, np.random.default_rng(3), masked_lm=masked_lm, batch_size=0)
+
+
+def test_cwea_batch_equals_successive_cwea_calls(sentences: list[str], tiny_mlm, tokenizer) -> None:
+    masked_lm = MaskedLM(tiny_mlm, tokenizer)
+    shared = np.random.default_rng(5)
+    one_by_one = [cwea(text, shared, masked_lm=masked_lm) for text in sentences[:12]]
+    rng = np.random.default_rng(5)
+    assert cwea_batch(sentences[:12], rng, masked_lm=masked_lm, batch_size=5) == one_by_one
+    assert rng.random() == shared.random()  # one draw per text from the shared generator either way
+
+
+def test_cwea_batch_leaves_words_beyond_the_token_limit(sentences: list[str], tiny_mlm, tokenizer) -> None:
+    masked_lm = MaskedLM(tiny_mlm, tokenizer)
+    config = CweaConfig(fraction=1.0, maximum=40, max_tokens=6)  # [CLS] + 4 pieces + [SEP]: later masks are cut
+    texts = ["fine", *sentences[:10]]
+    out = {
+        size: cwea_batch(texts, np.random.default_rng(6), masked_lm=masked_lm, config=config, batch_size=size)
+        for size in (1, 4)
+    }
+    assert out[1] == out[4]  # a batch mixes rows that lost their mask with rows that kept it
+    for before, after in zip(texts, out[4], strict=True):
+        pieces = re.split(r"(\w+|[^\w\s])", after)  # left of a word, the output is what its mask saw
+        for i, (a, b) in enumerate(zip(re.split(r"(\w+|[^\w\s])", before)[1::2], pieces[1::2], strict=True)):
+            if a != b:  # the masked word's left context fits in the 4 pieces the limit leaves
+                assert len(tokenizer("".join(pieces[: 2 * i + 1]), add_special_tokens=False)["input_ids"]) < 4
+    assert out[4][0] != "fine" and sum(a != b for a, b in zip(texts[1:], out[4][1:], strict=True)) >= 8
+
+
+def test_logits_at_the_mask_equal_the_full_forward_pass(sentences: list[str], tiny_mlm, tokenizer) -> None:
+    inputs = dict(tokenizer(sentences[:6], padding=True, return_tensors="pt"))
+    rows, cols = torch.tensor([0, 2, 5, 5]), torch.tensor([1, 3, 2, 4])
+    with torch.no_grad():
+        full = tiny_mlm(**inputs).logits[rows, cols]
+        assert torch.allclose(_logits_at(tiny_mlm, inputs, rows, cols), full, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------- MLM head
@@ -359,6 +425,24 @@ def test_augment_dataset_is_sample_major(sentences: list[str]) -> None:
     for i, text in enumerate(augmented.texts):
         inserted_spaces(sentences[i // 3], text)
     assert len(set(augmented.texts[:3])) == 3 and augmented.name == "d_c-aug"
+
+
+def test_augment_dataset_batches_cwea(sentences: list[str], tiny_mlm, tokenizer, monkeypatch) -> None:
+    import core.augment
+
+    masked_lm = MaskedLM(tiny_mlm, tokenizer)
+    data = TextDataset(texts=tuple(sentences[:5]), labels=(0, 1, 1, 0, 1), name="d_c")
+    repeated = [text for text in sentences[:5] for _ in range(3)]
+    expected = cwea_batch(repeated, np.random.default_rng(0), masked_lm=masked_lm)
+    calls = []
+    monkeypatch.setattr(
+        core.augment, "cwea_batch", lambda texts, *a, **k: calls.append(len(texts)) or cwea_batch(texts, *a, **k)
+    )
+    augmented = augment_dataset(data, partial(cwea, masked_lm=masked_lm), copies=3, rng=np.random.default_rng(0))
+    assert calls == [15]  # one batched call over every copy, not one call per copy
+    assert augmented.texts == tuple(expected)
+    assert augmented.labels == (0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1)
+    assert all(len(set(augmented.texts[3 * i : 3 * i + 3])) > 1 for i in range(5))
 
 
 def test_registry_lookup_and_unknown_name() -> None:

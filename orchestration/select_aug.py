@@ -23,7 +23,7 @@ from core.augment import AUGMENTATIONS
 from core.defenses.aug_ft import AugFtConfig
 from core.selection import cls_vectors, mean_cross_entropy, most_perturbing
 from orchestration.artifacts import augmented, backdoored, defender_clean, load_data
-from orchestration.spec import SweepSpec
+from orchestration.spec import SweepSpec, dataset_spec
 from orchestration.store import write_atomic
 from orchestration.tsne import tsne_png
 from orchestration.uri_store import Store
@@ -85,6 +85,7 @@ def score_augmentation(
     points: int = PICTURE_POINTS,
 ) -> AugmentationScore:
     """M_b's mean cross-entropy (batch 16) on one augmented copy of D_c, and the t-SNE picture of Fig. 3."""
+    spec = dataset_spec(spec, dataset)
     splits = load_data(spec, dataset)
     suspect = backdoored(store, spec, dataset, attack, seed, device)
     clean = defender_clean(spec, splits, seed)

@@ -130,6 +130,8 @@ class SweepSpec:
     mlm: MlmHeadConfig = field(default_factory=MlmHeadConfig)  # CWEA's MLM head, fitted on the frozen encoder
     attack_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per attack: {dotted path: value}
     defense_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per defence: {dotted path: value}
+    # per dataset: spec settings (dotted, as `--set`) for that dataset's cells only, e.g. IMDb's truncation
+    dataset_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     best_params: str | None = None  # alpha/beta JSON written by `tune`; None: <run dir>/../best_params.json if present
     evaluate_on: str = "test"  # test (the tables) or dev (tuning never sees test)
     store: str | None = None  # artifact store: a folder or a storage URI (s3://...); None: <run dir>/../store
@@ -161,6 +163,16 @@ class SweepSpec:
         for defense in self.defense_settings:
             if defense not in DEFENSES:
                 raise ValueError(f"unknown defense {defense!r} in defense_settings; valid: {', '.join(DEFENSES)}")
+        for dataset, settings in self.dataset_settings.items():
+            if fixed := sorted(k for k in settings if k.partition(".")[0] not in PER_DATASET):
+                raise ValueError(
+                    f"dataset_settings.{dataset}: {', '.join(fixed)} cannot differ per dataset; "
+                    f"valid: {', '.join(PER_DATASET)}"
+                )
+            try:
+                dataset_spec(self, dataset)  # builds and checks the dataset's configs too
+            except ValueError as err:
+                raise ValueError(f"dataset_settings.{dataset}: {err}") from None
         self._build_configs()
 
     def _build_configs(self) -> None:
@@ -306,14 +318,23 @@ def table_cell(dataset: str, attack: str, defense: str, seed: int, tuned: Mappin
     )
 
 
+def dataset_spec(spec: SweepSpec, dataset: str) -> SweepSpec:
+    """The spec a dataset's cells run under: the sweep's settings with `dataset_settings[dataset]` applied (and
+    no per-dataset settings left, so applying it twice changes nothing)."""
+    if not spec.dataset_settings:
+        return spec
+    return apply_settings(dataclasses.replace(spec, dataset_settings={}), spec.dataset_settings.get(dataset, {}))
+
+
 def cells(spec: SweepSpec, best_params: Mapping[str, Mapping[str, Any]] | None = None) -> list[Cell]:
     """Every trial of the grid, round-robin over (seed, dataset, attack) groups so concurrent trials build
-    different backdoored models; in a group the rows run in RUN_ORDER, then Table III's retraining runs."""
+    different backdoored models; in a group the rows run in RUN_ORDER, then Table III's retraining runs.
+    A dataset's rows are its own `defenses` (dataset_settings may narrow them)."""
     best = best_params or {}
-    order = [d for d in RUN_ORDER if d in spec.defenses]
     groups: list[list[Cell]] = []
     for seed in spec.seeds:
         for dataset in spec.datasets:
+            order = [d for d in RUN_ORDER if d in dataset_spec(spec, dataset).defenses]
             for attack in spec.attacks:
                 tuned = {**best.get(attack, {}), **best.get(f"{dataset}/{attack}", {})}
                 table3 = spec.augmentations if dataset in spec.augmentation_datasets else ()
@@ -340,7 +361,10 @@ def spec_from_dict(data: Mapping[str, Any]) -> SweepSpec:
     return apply_settings(SweepSpec(name=str(data.get("name", "sweep"))), data)
 
 
-SETTINGS_FIELDS = ("attack_settings", "defense_settings")  # mappings keyed by method name, not dataclasses
+# mappings keyed by method (or dataset) name, not dataclasses
+SETTINGS_FIELDS = ("attack_settings", "defense_settings", "dataset_settings")
+# what dataset_settings may change: the data's sizes, the training runs, the rows and the methods' settings
+PER_DATASET = ("data", "training", "defenses", "attack_settings", "defense_settings", "mlm")
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

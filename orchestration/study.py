@@ -29,7 +29,7 @@ from core.rates import DISTIL_RATIO, PAPER_RETRAIN_LR, stage_rates
 from core.train import EpochRecord
 from orchestration.artifacts import augment_function, backdoored, defender_clean, load_data
 from orchestration.code_version import describe, running_code_version
-from orchestration.spec import Cell, SweepSpec, apply_settings, defense_setup
+from orchestration.spec import Cell, SweepSpec, apply_settings, dataset_spec, defense_setup
 from orchestration.store import write_atomic
 from orchestration.uri_store import Store
 
@@ -122,7 +122,7 @@ def run_study_cell(
     spec: SweepSpec, cell: StudyCell, *, store: Store, device: torch.device, max_epochs: int, patience: int
 ) -> list[dict[str, Any]]:
     """M_b's scores, then every epoch of TS-FT and of each MBTSAD distillation toward that teacher, as schema rows."""
-    spec = cell_spec(spec, cell, max_epochs=max_epochs, patience=patience)
+    spec = cell_spec(dataset_spec(spec, cell.dataset), cell, max_epochs=max_epochs, patience=patience)
     splits = load_data(spec, cell.dataset)
     suspect = backdoored(store, spec, cell.dataset, cell.attack, cell.seed, device)
     clean = defender_clean(spec, splits, cell.seed)

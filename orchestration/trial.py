@@ -30,13 +30,14 @@ from orchestration.artifacts import (
 )
 from orchestration.code_version import describe, running_code_version
 from orchestration.results import trial_row
-from orchestration.spec import MBTSAD_FAMILY, Cell, SweepSpec, attack_setup, defense_setup
+from orchestration.spec import MBTSAD_FAMILY, Cell, SweepSpec, attack_setup, dataset_spec, defense_setup
 from orchestration.store import content_key, key_fields
 from orchestration.uri_store import Store
 
 
 def trial_fields(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
     """The settings that determine a cell's result, as declared (no file is read)."""
+    spec = dataset_spec(spec, cell.dataset)
     config = None if cell.defense == "none" else defense_setup(spec, cell)
     return {
         "model": spec.model,
@@ -60,6 +61,7 @@ def trial_id(spec: SweepSpec, cell: Cell) -> str:
 
 def score_cell(spec: SweepSpec, cell: Cell, store: Store, device: torch.device) -> dict[str, float | None]:
     """Run the cell's defence on its (cached) M_b and score it on the spec's evaluation split, in percent."""
+    spec = dataset_spec(spec, cell.dataset)
     splits = load_data(spec, cell.dataset)
     suspect = backdoored(store, spec, cell.dataset, cell.attack, cell.seed, device)
     split = spec.evaluate_on
@@ -110,6 +112,7 @@ class TrialResult:
 
 def result_fields(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
     """The key of a cell's stored result: its settings, the starting weights and the data's content."""
+    spec = dataset_spec(spec, cell.dataset)
     splits = load_data(spec, cell.dataset)
     return {
         **trial_fields(spec, cell),

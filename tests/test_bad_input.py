@@ -22,11 +22,13 @@ from orchestration.spec import (
     Cell,
     apply_settings,
     cells,
+    dataset_spec,
     defense_setup,
     flatten,
     load_settings_file,
     parse_value,
     read_best_params,
+    spec_from_dict,
     spec_to_dict,
 )
 from orchestration.sweep import failed_row, trial_inputs
@@ -192,3 +194,34 @@ def test_a_clean_file_too_small_to_hold_out_dev_names_the_file_and_the_remedy(tm
         assert f"{clean.name}: {expected} too few to hold out a 10% dev split" in message, message
         assert "at least 6 rows of one label" in message and "--dev" in message
         assert not (tmp_path / "out").exists()
+
+
+def test_dataset_settings_reach_that_datasets_cells_only() -> None:
+    base = apply_settings(smoke(), {"datasets": ["sst2", "imdb"]})
+    spec = apply_settings(
+        base,
+        {
+            "dataset_settings.imdb.training.max_length": 128,
+            "dataset_settings.imdb.data.max_test": 50,
+            "dataset_settings.imdb.defenses": ["none", "ts-ft", "mbtsad"],
+        },
+    )
+    assert dataset_spec(spec, "imdb").training.max_length == 128 and dataset_spec(spec, "imdb").data.max_test == 50
+    assert dataset_spec(spec, "sst2").training == base.training
+    assert dataset_spec(dataset_spec(spec, "imdb"), "imdb") == dataset_spec(spec, "imdb")  # applying twice: no change
+    by_dataset = {d: {c.defense for c in cells(spec) if c.dataset == d} for d in ("sst2", "imdb")}
+    assert by_dataset["imdb"] == {"none", "ts-ft", "mbtsad"} and len(by_dataset["sst2"]) > 3
+    sst2 = next(c for c in cells(spec) if c.dataset == "sst2" and c.defense == "mbtsad")
+    imdb = next(c for c in cells(spec) if c.dataset == "imdb" and c.defense == "mbtsad")
+    assert trial_id(spec, sst2) == trial_id(base, sst2)  # another dataset's settings leave a cell's key alone
+    assert trial_id(spec, imdb) != trial_id(base, imdb)
+    assert spec_from_dict(spec_to_dict(spec)) == spec
+
+
+def test_bad_dataset_settings_fail_when_the_spec_is_built() -> None:
+    with pytest.raises(ValueError, match=r"dataset_settings\.imdb: seeds cannot differ per dataset"):
+        apply_settings(smoke(), {"dataset_settings.imdb.seeds": [1]})
+    with pytest.raises(ValueError, match=r"dataset_settings\.imdb: training\.max_length: expected an integer"):
+        apply_settings(smoke(), {"dataset_settings.imdb.training.max_length": "long"})
+    with pytest.raises(ValueError, match=r"dataset_settings\.imdb: .*unknown defenses \['tsft'\]"):
+        apply_settings(smoke(), {"dataset_settings.imdb.defenses": ["tsft"]})

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from tables.build import write_atomic
 
@@ -92,12 +93,18 @@ def chart(rows: pl.DataFrame, attack: str) -> bytes:
     axes = figure.subplots(1, 2, sharey=True)
     ours = rows.filter(pl.col("attack") == attack)
     start = ours.filter(pl.col("stage") == "none")
-    colors = ["#cb181d", "#2171b5", "#238b45", "#6a51a3", "#d94801", "#525252"]
+    palette = ["#cb181d", "#2171b5", "#238b45", "#6a51a3", "#d94801", "#525252"]
+    setting = ("profile", "regime", "base_lr")  # one colour each, in both panels; a marker per distillation rate
+    settings = start.select(setting).unique().sort(setting).rows()
+    colors = {key: palette[i % len(palette)] for i, key in enumerate(settings)}
+    rates = sorted(ours["distil_lr"].drop_nulls().unique())
+    markers = {rate: "osD^v*"[i % 6] for i, rate in enumerate(rates)}
     for ax, stage in zip(axes, TRAINED, strict=True):
         stage_rows = ours.filter(pl.col("stage") == stage)
         keys = [k for k in LINE[1:] if stage == "mbtsad" or k != "distil_lr"]
-        lines = stage_rows.select(keys).unique().sort(keys).iter_rows(named=True)
-        for color, line in zip(colors * 4, lines, strict=False):
+        for line in stage_rows.select(keys).unique().sort(keys).iter_rows(named=True):
+            color = colors.get(tuple(line[k] for k in setting), palette[-1])
+            marker = markers.get(line.get("distil_lr"), "o")
             label = f"{line['profile']}, {line['regime']} ({line['base_lr']:g})"
             if line.get("distil_lr") is not None:
                 label += f", distil {line['distil_lr']:g}"
@@ -109,7 +116,7 @@ def chart(rows: pl.DataFrame, attack: str) -> bytes:
                 .agg(pl.col("asr").mean(), pl.col("cacc").mean(), pl.col("selected").any())
                 .sort("epoch")
             )
-            ax.plot(curve["epoch"], curve["asr"], color=color, marker="o", markersize=3, label=label)
+            ax.plot(curve["epoch"], curve["asr"], color=color, marker=marker, markersize=4, label=label)
             ax.plot(curve["epoch"], curve["cacc"], color=color, linestyle="--", linewidth=1)
             kept = curve.filter(pl.col("selected") & (pl.col("epoch") > 0))
             ax.scatter(kept["epoch"], kept["asr"], s=70, facecolors="none", edgecolors=color)
@@ -117,6 +124,7 @@ def chart(rows: pl.DataFrame, attack: str) -> bytes:
     for ax, stage in zip(axes, TRAINED, strict=True):
         ax.set_title({"ts-ft": "TS-FT (the teacher)", "mbtsad": "MBTSAD distillation"}[stage])
         ax.set_xlabel("epoch (0: the backdoored model)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.set_ylim(0, 100)
     axes[0].set_ylabel("test ASR % (solid), CACC % (dashed)")

@@ -17,6 +17,7 @@ from tables.latex import latex_document, latex_table
 from tables.layout import ATTACKS, DATASETS, FIGURE_ROWS, PAPER_ATTACKS, PAPER_DATASETS, TABLES
 from tables.load import Problem, load_results
 from tables.markdown import markdown_table
+from tables.paired import paired_differences, paired_markdown, paired_summary
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ def write_tables(results_dir: Path | str, out_dir: Path | str) -> Report:
     outputs["tables.md"] = markdown
     outputs["summary.csv"] = summary.write_csv()
     outputs["summary-eq9.csv"] = ce_summary.write_csv()
+    paired = paired_summary(paired_differences(results.trials))
+    outputs["paired.csv"] = paired.write_csv()
+    outputs["paired.md"] = paired_markdown(paired)
     outputs["problems.txt"] = "".join(f"{problem.message}\n" for problem in problems) or "No problems found.\n"
     for dataset, attack in summary.select("dataset", "attack").unique().sort(["dataset", "attack"]).iter_rows():
         bars = _bars(lookups, dataset, attack)

@@ -378,3 +378,33 @@ def test_weights_note_adds_the_tuned_distillation_settings(tmp_path: Path) -> No
     report = write_tables(tmp_path / "run", tmp_path / "out")
     (note,) = [text for _, text in report.grids[1].notes if "eq. 1" in text]
     assert "BadNets 1, 1; LWP 0.35, 0 (distillation lr 0.001, 3 epochs, attention axis row)." in note
+
+
+def test_paired_comparison_differences_mbtsad_and_each_baseline_seed_by_seed(tmp_path: Path) -> None:
+    asr = {  # seed: (mbtsad, fine-mixing, ts-ft); fine-purifying only in seed 0
+        0: (20.0, 30.0, 50.0),
+        1: (40.0, 35.0, 60.0),
+        2: (10.0, 25.0, 45.0),
+    }
+    rows = [trial("fine-purifying", seed=0, asr=70.0, cacc=80.0)]
+    for seed, (ours, mixing, teacher) in asr.items():
+        rows += [
+            trial("mbtsad", seed=seed, asr=ours, cacc=85.0),
+            trial("fine-mixing", seed=seed, asr=mixing, cacc=86.0 + seed),
+            trial("ts-ft", seed=seed, asr=teacher, cacc=85.5),
+            trial("aug-ft", seed=seed, asr=99.0, augmentation="eda"),  # not a baseline of the comparison
+        ]
+    write_trials(tmp_path / "run", rows)
+    report = write_tables(tmp_path / "run", tmp_path / "out")
+    summary = pl.read_csv(tmp_path / "out" / "paired.csv")
+    assert summary["baseline"].to_list() == ["fine-mixing", "fine-purifying", "ts-ft"]
+    mixing, purifying, teacher = summary.iter_rows(named=True)
+    assert mixing["seeds"] == 3 and mixing["d_asr_mean"] == pytest.approx(-20 / 3)  # -10, +5, -15
+    assert mixing["d_asr_std"] == pytest.approx(10.408, abs=1e-3) and mixing["mbtsad_lower_asr"] == 2
+    assert (mixing["d_asr_min"], mixing["d_asr_max"]) == (-15.0, 5.0)
+    assert mixing["d_cacc_mean"] == pytest.approx(-2.0)  # 85 against 86, 87, 88
+    assert purifying["seeds"] == 1 and purifying["d_asr_mean"] == -50.0 and purifying["d_asr_std"] is None
+    assert teacher["d_asr_mean"] == pytest.approx(-85 / 3) and teacher["mbtsad_lower_asr"] == 3
+    text = (tmp_path / "out" / "paired.md").read_text()
+    assert "| SST-2 | BadNets | fine-mixing | 3 | -6.67 ± 10.41 | -15.00 to +5.00 | -2.00 ± 1.00 | 2 of 3 |" in text
+    assert any(path.name == "paired.md" for path in report.files)

@@ -247,6 +247,14 @@ def load_sst2(data_dir: str | Path | None = None, *, split: str = "openbackdoor"
 
 IMDB_DEV_FRACTION = 0.1  # share of IMDb train held out as dev (stratified), since IMDb ships none
 IMDB_DEV_SEED = 0  # fixed, so every run and seed shares one dev set
+IMDB_ORDER_SEED = 0  # IMDb's files are sorted by label: train and test are read in this fixed shuffled order
+
+
+def imdb_order(train: TextDataset, test: TextDataset) -> tuple[TextDataset, TextDataset]:
+    """IMDb's train and test in one fixed shuffled order, so that its first N reviews (`data.max_train`,
+    `max_test`) hold both labels in about equal shares, as SST-2's do."""
+    rng = np.random.default_rng(IMDB_ORDER_SEED)
+    return train.subset(rng.permutation(len(train)).tolist()), test.subset(rng.permutation(len(test)).tolist())
 
 
 def load_imdb(data_dir: str | Path | None = None) -> Splits:
@@ -255,6 +263,7 @@ def load_imdb(data_dir: str | Path | None = None) -> Splits:
     train = read_labelled_file(root / "train.csv.gz", name="imdb-train")
     test = read_labelled_file(root / "test.csv.gz", name="imdb-test")
     dev, rest = stratified_split(train, IMDB_DEV_FRACTION, np.random.default_rng(IMDB_DEV_SEED))
+    rest, test = imdb_order(rest, test)
     return Splits(train=rest, dev=TextDataset(dev.texts, dev.labels, "imdb-dev"), test=test)
 
 
@@ -278,7 +287,8 @@ def load_from_hub(name: str, *, dev_seed: int = IMDB_DEV_SEED) -> Splits:
     if name == "sst2":
         return Splits(train=convert("train"), dev=convert("validation"), test=convert("validation"))
     dev, rest = stratified_split(convert("train"), IMDB_DEV_FRACTION, np.random.default_rng(dev_seed))
-    return Splits(train=rest, dev=dev, test=convert("test"))
+    rest, test = imdb_order(rest, convert("test"))
+    return Splits(train=rest, dev=dev, test=test)
 
 
 def load_from_disk(folder: str | Path) -> Splits:

@@ -78,10 +78,17 @@ def dataset_digest(*sets: TextDataset) -> str:
 def _splits(name: str, data_dir: str | None, sizes: tuple[int | None, int | None, int | None]) -> Splits:
     """A dataset cut to (train, dev, test) sizes, cached per process (trial actors are reused)."""
     splits = load_splits(name, data_dir)
+    wholes = (splits.train, splits.dev, splits.test)
     parts = [
-        data if size is None else data.subset(range(min(size, len(data))))
-        for data, size in zip((splits.train, splits.dev, splits.test), sizes, strict=True)
+        whole if size is None else whole.subset(range(min(size, len(whole))))
+        for whole, size in zip(wholes, sizes, strict=True)
     ]
+    for split, whole, part, size in zip(("train", "dev", "test"), wholes, parts, sizes, strict=True):
+        if len(set(part.labels)) < len(set(whole.labels)):  # a file sorted by label, cut to its first rows
+            raise ValueError(
+                f"{name}: the first {size} {split} rows hold only label(s) {sorted(set(part.labels))} of "
+                f"{sorted(set(whole.labels))}; shuffle the file, or raise data.max_{split}"
+            )
     return Splits(*parts)
 
 

@@ -21,6 +21,9 @@ from core.data import (
     read_labelled_file,
     resolve_data_dir,
 )
+from orchestration.artifacts import load_data
+from orchestration.presets import smoke
+from orchestration.spec import apply_settings
 
 
 def test_sst2_openbackdoor_rows_and_labels(sst2) -> None:
@@ -151,3 +154,25 @@ def test_jsonl_line_numbers_are_the_files_own(tmp_path: Path) -> None:
     path.write_text('{"text": "one\u2028line", "label": 1}\n{"text": "bad", "label": 7}\n', encoding="utf-8")
     with pytest.raises(DataFileError, match=r"separators.jsonl:2: label '7' is outside"):
         read_labelled_file(path)
+
+
+def test_imdb_reads_in_a_fixed_shuffled_order_so_its_first_reviews_hold_both_labels() -> None:
+    splits = load_imdb()
+    for part in (splits.train, splits.test):
+        share = sum(part.labels[:1000]) / 1000
+        assert 0.45 < share < 0.55  # the files are sorted by label: unshuffled, this share is 0
+    again = load_imdb()
+    assert again.train.texts[:50] == splits.train.texts[:50] and again.test.labels == splits.test.labels
+    assert sorted(splits.train.labels) == sorted(again.train.labels) and len(splits.train) == 22_500
+
+
+def test_a_cut_that_leaves_one_label_names_the_dataset_and_the_setting(tmp_path: Path) -> None:
+    folder = tmp_path / "sorted"
+    folder.mkdir()
+    rows = "".join(f"{label}\ttext number {i}\n" for i, label in enumerate([0] * 30 + [1] * 30))
+    for split in ("train", "dev", "test"):
+        (folder / f"{split}.tsv").write_text("label\tsentence\n" + rows)
+    spec = apply_settings(smoke(), {"datasets": [str(folder)], "data.max_train": 20, "data.max_dev": None})
+    message = r"first 20 train rows hold only label\(s\) \[0\] of \[0, 1\]; shuffle the file, or raise data\.max_train"
+    with pytest.raises(ValueError, match=message):
+        load_data(spec, str(folder))

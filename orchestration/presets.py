@@ -28,25 +28,50 @@ def paper() -> SweepSpec:
 
 
 def cpu() -> SweepSpec:
-    """The paper's grid (Tables I-IV, SST-2 only) on the offline MiniLM default and the OpenBackdoor split,
-    one seed in about two hours on 2 CPU cores: `python cli.py sweep --preset cpu`.
+    """The paper's grid (Tables I-IV) on the offline MiniLM default and the OpenBackdoor split, sized for
+    2 CPU cores: `python cli.py sweep --preset cpu` (SST-2); `--set 'datasets=[sst2,imdb]'` adds IMDb.
 
-    Sized with `python bench/store_bench.py` (training examples per trial times SPEC's measured
-    throughput): length 48 (most SST-2 sentences fit), 2 epochs everywhere, and the ratio searches of
-    Fine-Mixing and Fine-Purifying over three candidates instead of nine. LWP keeps 5 attack epochs, as
-    OpenBackdoor's LWP config: its layer-wise loss learns the two-piece trigger slowly (82% ASR after 2
-    epochs at length 64, docs/real-run.md). Add seeds with `--set seeds=[0,1,2]` (each seed about as long again).
+    The paper's setting, as the fidelity study (docs/results/fidelity/) settled it for MiniLM:
+    - OpenBackdoor's attacks (`attack_profile: openbackdoor`): BadNets and EP's clean model 2 epochs under
+      a 3-epoch warm-up, LWP 5 epochs, EP's row 5 SGD epochs, no weight decay, mixed-label poisoning.
+    - MiniLM's own rates: `python cli.py rates` chose 2e-4 as its counterpart of the paper's 2e-5, for the
+      attacks and every retraining; distillation at 5 times it, 1e-3 (the paper's 25 times collapsed the
+      student on MiniLM, 2.5 times left most of the backdoor).
+    - Retraining and distillation until clean dev accuracy stops improving (patience 2), at most 4 epochs.
+    - Length 48 (most SST-2 sentences fit) and the ratio searches of Fine-Mixing and Fine-Purifying over
+      three candidates instead of nine (sized with `python bench/store_bench.py`).
+    - IMDb (`dataset_settings.imdb`): reviews truncated to 128 tokens (the paper's length; a review
+      averages about 300), the first 3,000 of the fixed shuffled training split for the attacker (so D_c
+      is 600 reviews), 500 dev and 2,000 test reviews, and Tables I, II and IV's main rows (None, CFT,
+      TS-FT, MBTSAD, Fine-Mixing, Fine-Purifying, STRIP, RAP). On about 1,000 poisoned test reviews an
+      ASR's binomial standard error is at most 1.6 points (1.0 at an ASR of 10%); a CACC on 2,000 at most
+      1.1. Its cost has not been measured yet.
+    Add seeds with `--set seeds=[0,1,2]`.
     """
-    two = Stage(epochs=2)
     return SweepSpec(
         name="cpu",
         model="minilm",
         datasets=("sst2",),
-        training=TrainingSpec(max_length=48, attack=two, retrain=two, distil=two),
+        attack_profile="openbackdoor",
+        training=TrainingSpec(
+            max_length=48,
+            attack=Stage(lr=2e-4),  # the epochs are the profile's
+            retrain=Stage(lr=2e-4, epochs=4, patience=2),
+            distil=Stage(lr=1e-3, epochs=4, patience=2),
+        ),
         attack_settings={"lwp": {"train.epochs": 5}},
         defense_settings={
             "fine-mixing": {"rho_grid": [0.2, 0.5, 0.8]},
             "fine-purifying": {"reset_grid": [0.3, 0.6, 0.9]},
+        },
+        dataset_settings={
+            "imdb": {
+                "training.max_length": 128,
+                "data.max_train": 3000,
+                "data.max_dev": 500,
+                "data.max_test": 2000,
+                "defenses": ["none", "cft", "ts-ft", "mbtsad", "fine-mixing", "fine-purifying", "strip", "rap"],
+            }
         },
     )
 

@@ -35,7 +35,16 @@ from core.data import Splits, TextDataset, clean_subset
 from core.poison import poison_training_set
 from orchestration.artifacts import load_data
 from orchestration.presets import preset
-from orchestration.spec import MBTSAD_FAMILY, Cell, SweepSpec, apply_settings, attack_setup, cells, defense_setup
+from orchestration.spec import (
+    MBTSAD_FAMILY,
+    Cell,
+    SweepSpec,
+    apply_settings,
+    attack_setup,
+    cells,
+    dataset_spec,
+    defense_setup,
+)
 
 # SPEC's throughput table, examples/s on 2 cores at length 64: (train, distil, inference).
 THROUGHPUT = {"minilm": (41.0, 29.0, 173.0), "tiny": (392.0, 325.0, 2978.0), "bert-base": (6.0, 4.7, 27.0)}
@@ -135,13 +144,14 @@ def grid_work(spec: SweepSpec) -> tuple[Work, Work, int]:
     cleans: dict[tuple[str, int], TextDataset] = {}
     backdoors: dict[tuple[str, str], Work] = {}
     for cell in plan:
-        splits = load_data(spec, cell.dataset)
+        own = dataset_spec(spec, cell.dataset)  # the dataset's sizes and training settings
+        splits = load_data(own, cell.dataset)
         if (cell.dataset, cell.seed) not in cleans:
             rng = np.random.default_rng(cell.seed)
-            cleans[cell.dataset, cell.seed] = clean_subset(splits.train, spec.data.clean_fraction, rng)
+            cleans[cell.dataset, cell.seed] = clean_subset(splits.train, own.data.clean_fraction, rng)
         if (cell.dataset, cell.attack) not in backdoors:
-            backdoors[cell.dataset, cell.attack] = attack_work(spec, cell.attack, splits)
-        parts = trial_work(spec, cell, splits, cleans[cell.dataset, cell.seed], backdoors[cell.dataset, cell.attack])
+            backdoors[cell.dataset, cell.attack] = attack_work(own, cell.attack, splits)
+        parts = trial_work(own, cell, splits, cleans[cell.dataset, cell.seed], backdoors[cell.dataset, cell.attack])
         for kind in ("own", *SHARED):
             work = Work(*(parts[f"{kind}.{f}"] for f in ("train", "distil", "infer")))
             scratch += work
@@ -154,17 +164,18 @@ def grid_work(spec: SweepSpec) -> tuple[Work, Work, int]:
 
 
 def counts(name: str, spec: SweepSpec) -> None:
-    """Print a grid's training examples with and without the store, and the time estimate."""
-    shared, scratch, trials = grid_work(spec)
+    """Print a grid's training examples with and without the store, and the time estimate, per dataset."""
     model = "bert-base" if name == "paper" else spec.model
-    length = spec.training.max_length
-    trained, scratch_trained = shared.train + shared.distil, scratch.train + scratch.distil
-    print(
-        f"{name}: {trials} trials; training examples {trained:,.0f} with the store, "
-        f"{scratch_trained:,.0f} from scratch ({scratch_trained / trained:.1f}x); "
-        f"inference examples {shared.infer:,.0f} vs {scratch.infer:,.0f}; "
-        f"estimated {shared.hours(model, length):.1f} h vs {scratch.hours(model, length):.1f} h on 2 CPU cores"
-    )
+    for dataset in spec.datasets:
+        shared, scratch, trials = grid_work(apply_settings(spec, {"datasets": [dataset]}))
+        length = dataset_spec(spec, dataset).training.max_length
+        trained, scratch_trained = shared.train + shared.distil, scratch.train + scratch.distil
+        print(
+            f"{name} {dataset} (length {length}): {trials} trials; training examples {trained:,.0f} with the store, "
+            f"{scratch_trained:,.0f} from scratch ({scratch_trained / trained:.1f}x); "
+            f"inference examples {shared.infer:,.0f} vs {scratch.infer:,.0f}; "
+            f"estimated {shared.hours(model, length):.1f} h vs {scratch.hours(model, length):.1f} h on 2 CPU cores"
+        )
 
 
 def timing() -> None:
@@ -188,6 +199,7 @@ def main() -> None:
     args = parser.parse_args()
     for name in ("paper", "cpu", "smoke"):
         counts(name, preset(name))
+    counts("cpu", apply_settings(preset("cpu"), {"datasets": ["imdb"]}))  # the IMDb half `cpu` adds on request
     if args.timing:
         timing()
 

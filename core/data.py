@@ -247,14 +247,15 @@ def load_sst2(data_dir: str | Path | None = None, *, split: str = "openbackdoor"
 
 IMDB_DEV_FRACTION = 0.1  # share of IMDb train held out as dev (stratified), since IMDb ships none
 IMDB_DEV_SEED = 0  # fixed, so every run and seed shares one dev set
-IMDB_ORDER_SEED = 0  # IMDb's files are sorted by label: train and test are read in this fixed shuffled order
+IMDB_ORDER_SEED = 0  # IMDb's files are sorted by label: its splits are read in this fixed shuffled order
 
 
-def imdb_order(train: TextDataset, test: TextDataset) -> tuple[TextDataset, TextDataset]:
-    """IMDb's train and test in one fixed shuffled order, so that its first N reviews (`data.max_train`,
-    `max_test`) hold both labels in about equal shares, as SST-2's do."""
+def imdb_order(splits: Splits) -> Splits:
+    """IMDb's splits in one fixed shuffled order, so that the first N reviews of each (`data.max_train`,
+    `max_dev`, `max_test`) hold both labels in about equal shares, as SST-2's do."""
     rng = np.random.default_rng(IMDB_ORDER_SEED)
-    return train.subset(rng.permutation(len(train)).tolist()), test.subset(rng.permutation(len(test)).tolist())
+    train, dev, test = (rng.permutation(len(part)).tolist() for part in (splits.train, splits.dev, splits.test))
+    return Splits(train=splits.train.subset(train), dev=splits.dev.subset(dev), test=splits.test.subset(test))
 
 
 def load_imdb(data_dir: str | Path | None = None) -> Splits:
@@ -263,8 +264,7 @@ def load_imdb(data_dir: str | Path | None = None) -> Splits:
     train = read_labelled_file(root / "train.csv.gz", name="imdb-train")
     test = read_labelled_file(root / "test.csv.gz", name="imdb-test")
     dev, rest = stratified_split(train, IMDB_DEV_FRACTION, np.random.default_rng(IMDB_DEV_SEED))
-    rest, test = imdb_order(rest, test)
-    return Splits(train=rest, dev=TextDataset(dev.texts, dev.labels, "imdb-dev"), test=test)
+    return imdb_order(Splits(train=rest, dev=TextDataset(dev.texts, dev.labels, "imdb-dev"), test=test))
 
 
 HUB_NAMES = {"sst2": ("glue", "sst2"), "imdb": ("imdb", None)}
@@ -287,8 +287,7 @@ def load_from_hub(name: str, *, dev_seed: int = IMDB_DEV_SEED) -> Splits:
     if name == "sst2":
         return Splits(train=convert("train"), dev=convert("validation"), test=convert("validation"))
     dev, rest = stratified_split(convert("train"), IMDB_DEV_FRACTION, np.random.default_rng(dev_seed))
-    rest, test = imdb_order(rest, convert("test"))
-    return Splits(train=rest, dev=dev, test=test)
+    return imdb_order(Splits(train=rest, dev=dev, test=convert("test")))
 
 
 def load_from_disk(folder: str | Path) -> Splits:

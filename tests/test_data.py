@@ -158,7 +158,7 @@ def test_jsonl_line_numbers_are_the_files_own(tmp_path: Path) -> None:
 
 def test_imdb_reads_in_a_fixed_shuffled_order_so_its_first_reviews_hold_both_labels() -> None:
     splits = load_imdb()
-    for part in (splits.train, splits.test):
+    for part in (splits.train, splits.dev, splits.test):
         share = sum(part.labels[:1000]) / 1000
         assert 0.45 < share < 0.55  # the files are sorted by label: unshuffled, this share is 0
     again = load_imdb()

@@ -96,6 +96,7 @@ class TrainingSpec:
     max_length: int = 128  # truncation everywhere, evaluation included (SST-2 fits in 64)
     batch_size: int = 32  # the paper's
     bf16: bool | None = None  # None: bf16 autocast only where the hardware has native bf16
+    group_by_length: bool = True  # length-grouped training batches (core/batching.py); False: random ones
     attack: Stage = Stage()  # BadNets/LWP/AddSent backdoor training, EP's clean model (EP's row update keeps its lr)
     retrain: Stage = Stage()  # CFT and every defence's CFT step, TS-FT, aug-ft and the MBTSAD teacher
     distil: Stage = Stage()  # the MBTSAD family's distillation
@@ -224,6 +225,7 @@ def attack_setup(spec: SweepSpec, name: str) -> AttackConfig:
         max_length=training.max_length,
         batch_size=training.batch_size,
         bf16=training.bf16,
+        group_by_length=training.group_by_length,
     )
     stage = training.attack.fields()
     if name == "ep":  # EP trains a clean model first, then only one embedding row at its own (high) rate
@@ -243,12 +245,20 @@ def defense_setup(spec: SweepSpec, cell: Cell) -> Any:
     training = spec.training
     name = "ts-ft" if cell.defense == "aug-ft" else cell.defense
     config = get_defense(name).default_config()
-    shared = {"max_length": training.max_length, "batch_size": training.batch_size, "bf16": training.bf16}
+    shared = {
+        "max_length": training.max_length,
+        "batch_size": training.batch_size,
+        "bf16": training.bf16,
+        "group_by_length": training.group_by_length,
+    }
     if isinstance(config, StripConfig):
         config = dataclasses.replace(config, max_length=training.max_length, bf16=training.bf16)
     elif isinstance(config, RapConfig):  # RAP trains one embedding row at its own rate
         config = dataclasses.replace(
-            with_training(config, max_length=training.max_length, bf16=training.bf16), target=spec.target
+            with_training(
+                config, max_length=training.max_length, bf16=training.bf16, group_by_length=training.group_by_length
+            ),
+            target=spec.target,
         )
     elif isinstance(config, MbtsadConfig):
         config = dataclasses.replace(

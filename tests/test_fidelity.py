@@ -16,6 +16,7 @@ from core.poison import poison_training_set
 from core.train import TrainConfig, cross_entropy_term, fit
 from orchestration.presets import smoke
 from orchestration.spec import Cell, apply_settings, attack_setup, defense_setup
+from orchestration.trial import trial_id
 
 
 def _lrs(tiny: Classifier, sst2_small: Splits, config: TrainConfig) -> list[float]:
@@ -107,6 +108,20 @@ def test_a_sweep_takes_the_profile_the_models_rates_and_patience_for_every_defen
         assert trains and all(t.patience == 2 and t.lr == 1e-4 for t in trains), defense
     with pytest.raises(ValueError, match="attack profile"):
         apply_settings(smoke(), {"attack_profile": "paper"})
+
+
+def test_one_setting_turns_length_grouping_off_everywhere_and_the_default_keeps_the_keys() -> None:
+    spec = apply_settings(smoke(), {"training.group_by_length": False})
+    configs = [attack_setup(spec, attack) for attack in ("badnets", "lwp", "ep")]
+    configs += [defense_setup(spec, Cell("sst2", "badnets", d, None, 0)) for d in ("cft", "fine-purifying", "rap")]
+    configs += [defense_setup(spec, Cell("sst2", "badnets", "mbtsad", "ts", 0))]
+    trains = [t for config in configs for t in _train_configs(config)]
+    assert len(trains) >= 8 and not any(t.group_by_length for t in trains)
+    default = smoke()
+    assert all(t.group_by_length for t in _train_configs(attack_setup(default, "ep")))
+    cell = Cell("sst2", "badnets", "mbtsad", "ts", 0)
+    explicit = apply_settings(default, {"training.group_by_length": True})
+    assert trial_id(explicit, cell) == trial_id(default, cell) != trial_id(spec, cell)
 
 
 def _train_configs(config: object) -> list[TrainConfig]:

@@ -825,8 +825,12 @@ def tune(
     RUN_DIR/optuna.db (a second run continues it); the best values are merged into best_params.json
     beside RUN_DIR (or the spec's best_params), where `sweep` reads them.
     """
+    import polars as pl
+
     from orchestration.search import run_tuning
+    from orchestration.store import write_atomic
     from orchestration.tuning import SEARCH_SPACE, searched
+    from tables.tuning import tuning_markdown
 
     searched(params or None)  # an unknown name fails before Ray starts
     _check_tracking(track, track_uri)
@@ -855,7 +859,10 @@ def tune(
             f"{study.best_objective:.2f}",
         )
     console.print(table)
-    say(f"best values in {outcome.best_params}; study in {outcome.run_dir} ({outcome.wall_s:.0f} s)")
+    listing = outcome.trials.with_suffix(".md")
+    write_atomic(listing, tuning_markdown(pl.read_parquet(outcome.trials)).encode())
+    say(f"best values in {outcome.best_params}; every trial in {outcome.trials} and {listing}")
+    say(f"study in {outcome.run_dir} ({outcome.wall_s:.0f} s)")
     if track_uri is not None:
         say(f"trials tracked in MLflow, one experiment per study: mlflow ui --backend-store-uri {track_uri}")
 

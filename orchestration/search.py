@@ -43,6 +43,7 @@ from orchestration.sweep import (
     trial_tracker,
 )
 from orchestration.trial import run_trial
+from orchestration.tune_trials import write_tune_trials
 from orchestration.tuning import (
     DEFAULT_PENALTY,
     SEARCH_SPACE,
@@ -224,6 +225,7 @@ class TuneOutcome:
     run_dir: Path
     studies: tuple[StudyResult, ...]
     best_params: Path
+    trials: Path  # tune_trials.parquet: every trial of the run folder, earlier calls' included
     wall_s: float
 
 
@@ -300,4 +302,4 @@ def run_tuning(
                     )
                 )
     merge_best_params(target, {r.key: r.best for r in results})
-    return TuneOutcome(run_dir, tuple(results), target, time.monotonic() - started)
+    return TuneOutcome(run_dir, tuple(results), target, write_tune_trials(run_dir), time.monotonic() - started)

@@ -33,6 +33,7 @@ from orchestration.spec import (
 )
 from orchestration.sweep import failed_row, trial_inputs
 from orchestration.trial import trial_id
+from orchestration.tune_trials import read_tune_trials
 
 # ------------------------------------------------------------------------------------- settings
 
@@ -225,3 +226,18 @@ def test_bad_dataset_settings_fail_when_the_spec_is_built() -> None:
         apply_settings(smoke(), {"dataset_settings.imdb.training.max_length": "long"})
     with pytest.raises(ValueError, match=r"dataset_settings\.imdb: .*unknown defenses \['tsft'\]"):
         apply_settings(smoke(), {"dataset_settings.imdb.defenses": ["tsft"]})
+
+
+def test_a_broken_tune_trial_folder_names_its_file(tmp_path: Path) -> None:
+    trial = tmp_path / "optuna-sst2-badnets-1" / "tune_cell_0a1b2c3d_1_alpha=1"
+    trial.mkdir(parents=True)
+    (trial / "params.json").write_text('{"alpha": 1.0, "cell": {"dataset": "sst2"')
+    with pytest.raises(ValueError, match=r"tune_cell_0a1b2c3d_1_alpha=1/params.json: not a Ray Tune params file"):
+        read_tune_trials(tmp_path)
+    (trial / "params.json").write_text('{"alpha": 1.0}')
+    with pytest.raises(ValueError, match="no tune cell"):
+        read_tune_trials(tmp_path)
+    (trial / "params.json").write_text('{"alpha": 1.0, "cell": {"dataset": "sst2", "attack": "lwp", "seed": 2}}')
+    (trial / "error.txt").write_text("Traceback")
+    (row,) = read_tune_trials(tmp_path).iter_rows(named=True)
+    assert (row["status"], row["trial"], row["study"], row["objective"]) == ("failed", "0a1b2c3d_1", "sst2-lwp", None)

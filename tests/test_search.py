@@ -21,6 +21,7 @@ from orchestration.search import run_tuning, search_space
 from orchestration.select_aug import AUGMENTATION_SET, SELECT_AUG_SCHEMA
 from orchestration.spec import Cell, apply_settings, defense_setup, read_best_params
 from orchestration.sweep import NAMESPACE, WORKER_ENV
+from orchestration.tune_trials import TRIALS_FILE, TUNE_TRIAL_SCHEMA
 from orchestration.tuning import SEARCH_SPACE, Choice, merge_best_params, objective, study_name
 
 # The smoke preset cut further: a backdoor need not take for the plumbing to be exercised.
@@ -134,6 +135,19 @@ def test_tune_proposes_within_ranges_and_a_second_run_continues_the_study(root: 
     assert best["imdb/lwp"] == {"alpha": 2.0, "beta": 0.5}
     assert set(best["sst2/badnets"]) == set(SEARCH_SPACE)
     assert read_best_params(best_file)["sst2/badnets"] == min(trials, key=lambda t: t.value).params
+    listed = pl.read_parquet(root / "smoke-tune" / TRIALS_FILE)  # both calls' trials, read back from Ray's folders
+    assert dict(listed.schema) == TUNE_TRIAL_SCHEMA and listed["experiment"].n_unique() == 2
+    assert listed["status"].to_list() == ["ok"] * 3 and set(listed["penalty"]) == {1.0, 0.5}
+    assert sorted(listed["objective"]) == pytest.approx(sorted(t.value for t in trials))
+    for row in listed.iter_rows(named=True):
+        (match,) = [t for t in trials if t.value == pytest.approx(row["objective"])]
+        assert {name: row[name] for name in SEARCH_SPACE} == pytest.approx(match.params)
+        assert row["objective"] == pytest.approx(
+            objective(
+                asr=row["dev_asr"], cacc=row["dev_cacc"], reference_cacc=row["reference_cacc"], penalty=row["penalty"]
+            )
+        )
+    assert "3 trials finished, 0 failed" in (root / "smoke-tune" / "tune_trials.md").read_text()
 
 
 def test_select_aug_scores_every_augmentation_writes_pictures_and_feeds_tables(root: Path) -> None:

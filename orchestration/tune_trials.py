@@ -1,0 +1,109 @@
+"""Every trial of a tune run folder as one row, read back from its Ray Tune experiment folders.
+
+Each `tune` call leaves one experiment folder (`optuna-<study>-<time>/`) holding a folder per trial with
+Ray Tune's `params.json` (the proposed settings and the cell) and `result.json` (the reported dev scores), so
+a study continued over several calls, or over several machines whose run folders were copied together, is
+listed in full. `tune` writes the rows to `RUN_DIR/tune_trials.parquet` (docs/results-schema.md).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from orchestration.store import write_atomic
+from orchestration.tuning import SEARCH_SPACE, study_name
+
+TRIALS_FILE = "tune_trials.parquet"
+TUNE_TRIAL_SCHEMA: dict[str, Any] = {
+    "study": pl.String,
+    "dataset": pl.String,
+    "attack": pl.String,
+    "seed": pl.Int64,
+    "experiment": pl.String,  # the experiment folder: one per tune call
+    "trial": pl.String,  # Ray Tune's trial id within it
+    "status": pl.String,  # ok, failed (error.txt) or unfinished (no result yet)
+    "alpha": pl.Float64,
+    "beta": pl.Float64,
+    "distil_lr": pl.Float64,
+    "distil_epochs": pl.Int64,
+    "attention_axis": pl.String,
+    "penalty": pl.Float64,
+    "objective": pl.Float64,
+    "dev_asr": pl.Float64,
+    "dev_cacc": pl.Float64,
+    "reference_cacc": pl.Float64,  # M_b's clean dev accuracy, the objective's reference
+}
+TRIAL_FOLDER = re.compile(r"^tune_cell_([0-9a-f]+_\d+)_")
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not a Ray Tune params file ({error})") from None
+
+
+def _last_result(path: Path) -> dict[str, Any] | None:
+    """The last report in a Ray Tune result.json (JSON lines), or None when the trial reported nothing."""
+    if not path.is_file():
+        return None
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    if not lines:
+        return None
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: its last line is not a JSON report ({error})") from None
+
+
+def trial_row(experiment: str, folder: Path) -> dict[str, Any]:
+    """One trial folder as a row of TUNE_TRIAL_SCHEMA."""
+    params = _json(folder / "params.json")
+    cell = params.get("cell")
+    if not isinstance(cell, dict) or not {"dataset", "attack", "seed"} <= set(cell):
+        raise ValueError(f"{folder / 'params.json'}: no tune cell (dataset, attack, seed) in it")
+    result = _last_result(folder / "result.json")
+    reported = result is not None and "objective" in result
+    status = "ok" if reported else "failed" if (folder / "error.txt").is_file() else "unfinished"
+    match = TRIAL_FOLDER.match(folder.name)
+    scores = result if reported else {}
+    return {
+        "study": study_name(cell["dataset"], cell["attack"]),
+        "dataset": cell["dataset"],
+        "attack": cell["attack"],
+        "seed": int(cell["seed"]),
+        "experiment": experiment,
+        "trial": match.group(1) if match else folder.name,
+        "status": status,
+        **{name: params.get(name) for name in SEARCH_SPACE},
+        "penalty": params.get("penalty"),
+        "objective": scores.get("objective"),
+        "dev_asr": scores.get("asr"),
+        "dev_cacc": scores.get("cacc"),
+        "reference_cacc": scores.get("reference_cacc"),
+    }
+
+
+def read_tune_trials(run_dir: Path) -> pl.DataFrame:
+    """Every trial under `run_dir`'s experiment folders, in experiment then trial order."""
+    rows = [
+        trial_row(experiment.name, folder)
+        for experiment in sorted(p for p in run_dir.glob("optuna-*") if p.is_dir())
+        for folder in sorted(p for p in experiment.iterdir() if (p / "params.json").is_file())
+    ]
+    return pl.DataFrame(rows, schema=TUNE_TRIAL_SCHEMA)
+
+
+def write_tune_trials(run_dir: Path) -> Path:
+    """Write `run_dir`'s trials to TRIALS_FILE atomically and return its path."""
+    buffer = io.BytesIO()
+    read_tune_trials(run_dir).write_parquet(buffer)
+    path = run_dir / TRIALS_FILE
+    write_atomic(path, buffer.getvalue())
+    return path

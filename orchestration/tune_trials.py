@@ -90,12 +90,18 @@ def trial_row(experiment: str, folder: Path) -> dict[str, Any]:
     }
 
 
+def _trial_number(folder: Path) -> tuple[int, str]:
+    """Ray Tune's running number of a trial folder (`tune_cell_<hash>_<n>_...`), for ordering."""
+    match = TRIAL_FOLDER.match(folder.name)
+    return (int(match.group(1).rsplit("_", 1)[1]) if match else 0, folder.name)
+
+
 def read_tune_trials(run_dir: Path) -> pl.DataFrame:
-    """Every trial under `run_dir`'s experiment folders, in experiment then trial order."""
+    """Every trial under `run_dir`'s experiment folders, by experiment folder (study, then time), then trial number."""
     rows = [
         trial_row(experiment.name, folder)
         for experiment in sorted(p for p in run_dir.glob("optuna-*") if p.is_dir())
-        for folder in sorted(p for p in experiment.iterdir() if (p / "params.json").is_file())
+        for folder in sorted((p for p in experiment.iterdir() if (p / "params.json").is_file()), key=_trial_number)
     ]
     return pl.DataFrame(rows, schema=TUNE_TRIAL_SCHEMA)
 

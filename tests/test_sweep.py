@@ -7,6 +7,7 @@ import collections
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -229,10 +230,13 @@ def test_smoke_sweep_end_to_end_is_reproducible_and_reused(tmp_path: Path) -> No
     assert fresh.returncode == 0, output
     assert "0 finished results reused" in output and output.count("(from the store)") == 0
     assert read_rows(tmp_path / "fresh").drop("wall_s").sort("trial_id").equals(rows.drop("wall_s").sort("trial_id"))
-    again = run_cli("--run-dir", str(tmp_path / "again"), *set_args({**SMALL, "store": str(tmp_path / "store")}))
+    carried = tmp_path / "carried"  # only the results travel (a few KB a trial), as to another machine
+    shutil.copytree(tmp_path / "store" / "trial", carried / "trial")
+    again = run_cli("--run-dir", str(tmp_path / "again"), *set_args({**SMALL, "store": str(carried)}))
     output, _ = again.communicate(timeout=300)
     assert again.returncode == 0, output
     assert output.count("(from the store)") == len(rows)  # every row read back, none computed again
+    assert sorted(p.name for p in carried.iterdir()) == ["trial"]  # no model was rebuilt to get there
     assert f"{len(rows)} finished results reused" in output and "0 to compute" in output
     progress = [line for line in output.splitlines() if "(from the store)" in line]
     assert all("ETA estimating" in line for line in progress)  # rows from the store set no pace

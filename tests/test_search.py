@@ -139,9 +139,9 @@ def test_tune_proposes_within_ranges_and_a_second_run_continues_the_study(root: 
     assert dict(listed.schema) == TUNE_TRIAL_SCHEMA and listed["experiment"].n_unique() == 2
     assert listed["status"].to_list() == ["ok"] * 3 and set(listed["penalty"]) == {1.0, 0.5}
     assert sorted(listed["objective"]) == pytest.approx(sorted(t.value for t in trials))
-    for row in listed.iter_rows(named=True):
-        (match,) = [t for t in trials if t.value == pytest.approx(row["objective"])]
-        assert {name: row[name] for name in SEARCH_SPACE} == pytest.approx(match.params)
+    for row in listed.iter_rows(named=True):  # each row is one Optuna trial: its settings and its value
+        (match,) = [t for t in trials if {name: row[name] for name in SEARCH_SPACE} == t.params]
+        assert row["objective"] == pytest.approx(match.value)
         assert row["objective"] == pytest.approx(
             objective(
                 asr=row["dev_asr"], cacc=row["dev_cacc"], reference_cacc=row["reference_cacc"], penalty=row["penalty"]

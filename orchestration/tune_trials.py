@@ -107,9 +107,20 @@ def read_tune_trials(run_dir: Path) -> pl.DataFrame:
 
 
 def write_tune_trials(run_dir: Path) -> Path:
-    """Write `run_dir`'s trials to TRIALS_FILE atomically and return its path."""
-    buffer = io.BytesIO()
-    read_tune_trials(run_dir).write_parquet(buffer)
+    """Write `run_dir`'s trials to TRIALS_FILE atomically and return its path. Rows already in the file whose
+    experiment folder is gone (a run folder carried elsewhere as optuna.db and this file only) are kept."""
     path = run_dir / TRIALS_FILE
+    trials = read_tune_trials(run_dir)
+    if path.is_file():
+        try:
+            earlier = pl.read_parquet(path)
+        except (OSError, pl.exceptions.ComputeError) as error:
+            raise ValueError(f"{path}: not a tune trials file ({error}); move it away to rebuild it") from None
+        if dict(earlier.schema) != TUNE_TRIAL_SCHEMA:
+            raise ValueError(f"{path}: its columns are not a tune trials file's (docs/results-schema.md)")
+        gone = earlier.join(trials.select("experiment").unique(), on="experiment", how="anti")
+        trials = pl.concat([gone, trials]).sort("experiment", maintain_order=True)
+    buffer = io.BytesIO()
+    trials.write_parquet(buffer)
     write_atomic(path, buffer.getvalue())
     return path

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from click.testing import CliRunner
 
@@ -33,7 +36,7 @@ from orchestration.spec import (
 )
 from orchestration.sweep import failed_row, trial_inputs
 from orchestration.trial import trial_id
-from orchestration.tune_trials import read_tune_trials
+from orchestration.tune_trials import TRIALS_FILE, read_tune_trials, write_tune_trials
 
 # ------------------------------------------------------------------------------------- settings
 
@@ -241,3 +244,29 @@ def test_a_broken_tune_trial_folder_names_its_file(tmp_path: Path) -> None:
     (trial / "error.txt").write_text("Traceback")
     (row,) = read_tune_trials(tmp_path).iter_rows(named=True)
     assert (row["status"], row["trial"], row["study"], row["objective"]) == ("failed", "0a1b2c3d_1", "sst2-lwp", None)
+
+
+def _tune_trial(run_dir: Path, experiment: str, number: int, value: float) -> None:
+    folder = run_dir / experiment / f"tune_cell_0a1b2c3d_{number}_alpha={value}"
+    folder.mkdir(parents=True)
+    cell = {"dataset": "sst2", "attack": "badnets", "seed": 0}
+    (folder / "params.json").write_text(json.dumps({"alpha": value, "cell": cell, "penalty": 1.0}))
+    report = {"objective": value, "asr": value, "cacc": 80.0, "reference_cacc": 80.0}
+    (folder / "result.json").write_text(json.dumps(report) + "\n")
+
+
+def test_tune_trials_carried_without_their_folders_are_kept_and_a_bad_file_is_named(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    _tune_trial(first, "optuna-sst2-badnets-1", 1, 30.0)
+    _tune_trial(first, "optuna-sst2-badnets-1", 2, 20.0)
+    second.mkdir()
+    shutil.copy(write_tune_trials(first), second / TRIALS_FILE)  # carried: the rows, not Ray's folders
+    _tune_trial(second, "optuna-sst2-badnets-2", 3, 10.0)
+    trials = pl.read_parquet(write_tune_trials(second))
+    assert trials["objective"].to_list() == [30.0, 20.0, 10.0] and trials["status"].unique().to_list() == ["ok"]
+    (second / TRIALS_FILE).write_text("not parquet")
+    with pytest.raises(ValueError, match=r"tune_trials.parquet: not a tune trials file"):
+        write_tune_trials(second)
+    pl.DataFrame({"alpha": [1.0]}).write_parquet(second / TRIALS_FILE)
+    with pytest.raises(ValueError, match="its columns are not a tune trials file's"):
+        write_tune_trials(second)

@@ -39,7 +39,7 @@ TUNE_TRIAL_SCHEMA: dict[str, Any] = {
     "dev_cacc": pl.Float64,
     "reference_cacc": pl.Float64,  # M_b's clean dev accuracy, the objective's reference
 }
-TRIAL_FOLDER = re.compile(r"^tune_cell_([0-9a-f]+_\d+)_")
+TRIAL_FOLDER = re.compile(r"^tune_cell_([0-9a-f]+_(\d+))_")  # Ray Tune's trial id, and its running number
 
 
 def _json(path: Path) -> Any:
@@ -93,7 +93,7 @@ def trial_row(experiment: str, folder: Path) -> dict[str, Any]:
 def _trial_number(folder: Path) -> tuple[int, str]:
     """Ray Tune's running number of a trial folder (`tune_cell_<hash>_<n>_...`), for ordering."""
     match = TRIAL_FOLDER.match(folder.name)
-    return (int(match.group(1).rsplit("_", 1)[1]) if match else 0, folder.name)
+    return (int(match.group(2)) if match else 0, folder.name)
 
 
 def read_tune_trials(run_dir: Path) -> pl.DataFrame:

@@ -35,7 +35,7 @@ def tuning_markdown(trials: pl.DataFrame) -> str:
             continue
         columns = ("rank", *SETTINGS, *SCORES)
         lines.append("| " + " | ".join(HEADERS.get(c, c) for c in columns) + " |")
-        lines.append("|" + "|".join("--:" if c not in ("attention_axis",) else "---" for c in columns) + "|")
+        lines.append("|" + "|".join("---" if c == "attention_axis" else "--:" for c in columns) + "|")
         for rank, row in enumerate(done.iter_rows(named=True), start=1):
             lines.append("| " + " | ".join([str(rank), *(_text(row[c]) for c in (*SETTINGS, *SCORES))]) + " |")
         lines.append("")

@@ -54,6 +54,7 @@ from orchestration.tuning import (
     merge_best_params,
     objective,
     searched,
+    seed_mean,
     study_name,
 )
 from orchestration.uri_store import Store, open_store
@@ -179,15 +180,18 @@ def run_study(
 
 
 def tune_cell(config: dict[str, Any]) -> None:
-    """Ray Tune trainable: the MBTSAD cell with the proposed alpha and beta, scored on dev, reported once."""
+    """Ray Tune trainable: the MBTSAD cell with the proposed settings on the dev set of each of the spec's seeds
+    (its own M_b), reported once: the seed means and the objective of them."""
     spec, cell = trial_inputs({k: v for k, v in config.items() if k != "penalty"})
     store, device = _worker(spec)
-    row = run_trial(spec, cell, store=store, device=device).row
-    reference = run_trial(
-        spec, Cell(cell.dataset, cell.attack, "none", None, cell.seed), store=store, device=device
-    ).row
-    score = objective(asr=row["asr"], cacc=row["cacc"], reference_cacc=reference["cacc"], penalty=config["penalty"])
-    tune.report({"objective": score, "cacc": row["cacc"], "asr": row["asr"], "reference_cacc": reference["cacc"]})
+    per_seed = {}
+    for seed in spec.seeds:
+        row = run_trial(spec, dataclasses.replace(cell, seed=seed), store=store, device=device).row
+        reference = run_trial(spec, Cell(cell.dataset, cell.attack, "none", None, seed), store=store, device=device).row
+        per_seed[seed] = {"asr": row["asr"], "cacc": row["cacc"], "reference_cacc": reference["cacc"]}
+    mean = seed_mean(list(per_seed.values()))
+    each = {f"{key}_seed{seed}": value for seed, scores in per_seed.items() for key, value in scores.items()}
+    tune.report({"objective": objective(**mean, penalty=config["penalty"]), **mean, **each})
 
 
 def search_space(retrain_lr: float, params: Sequence[str] | None = None) -> dict[str, Any]:
@@ -240,9 +244,10 @@ def run_tuning(
     address: str | None = None,
     track_uri: str | None = None,
 ) -> TuneOutcome:
-    """Search MBTSAD's settings (`params`, else all of SEARCH_SPACE) per (dataset, attack) on dev data (the spec's
-    first seed), `samples` trials each, continuing the run folder's studies; the best values go where `sweep`
-    reads them, and each study's trials to an MLflow experiment of its name in `track_uri` when one is given."""
+    """Search MBTSAD's settings (`params`, else all of SEARCH_SPACE) per (dataset, attack) on dev data (each trial
+    on every seed of the spec, scored by the seed means), `samples` trials each, continuing the run folder's
+    studies; the best values go where `sweep` reads them, and each study's trials to an MLflow experiment of its
+    name in `track_uri` when one is given."""
     params = searched(tuple(params) if params else None)
     started = time.monotonic()
     run_dir = run_dir.resolve()
@@ -251,7 +256,7 @@ def run_tuning(
     unknown = [a for a in attacks or () if a not in spec.attacks]
     if unknown:
         raise ValueError(f"attacks {unknown} are not in the spec; valid: {', '.join(spec.attacks)}")
-    names = [study_name(dataset, attack) for dataset in spec.datasets for attack in attacks or spec.attacks]
+    names = [study_name(d, a, spec.seeds) for d in spec.datasets for a in attacks or spec.attacks]
     trackers = {} if track_uri is None else {name: trial_tracker(track_uri, name) for name in names}
     run_dir.mkdir(parents=True, exist_ok=True)
     storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / STUDY_FILE}")
@@ -262,7 +267,7 @@ def run_tuning(
         trainable = tune.with_resources(tune_cell, trial_resources(spec.resources, ray.cluster_resources()))
         for dataset in spec.datasets:
             for attack in attacks or spec.attacks:
-                name = study_name(dataset, attack)
+                name = study_name(dataset, attack, spec.seeds)
                 study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
                 searcher = OptunaSearch(  # seeded past earlier runs' draws, so a continued study proposes new points
                     metric="objective", mode="min", study_name=name, storage=storage, seed=seed + len(study.trials)

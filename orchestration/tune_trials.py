@@ -74,7 +74,7 @@ def trial_row(experiment: str, folder: Path) -> dict[str, Any]:
     match = TRIAL_FOLDER.match(folder.name)
     scores = result if reported else {}
     return {
-        "study": study_name(cell["dataset"], cell["attack"]),
+        "study": study_name(cell["dataset"], cell["attack"], tuple(params.get("spec", {}).get("seeds", (0,)))),
         "dataset": cell["dataset"],
         "attack": cell["attack"],
         "seed": int(cell["seed"]),

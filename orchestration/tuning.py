@@ -5,13 +5,15 @@ distillation's learning rate (from the retraining rate to the paper's 25 times i
 attention axis. `tune --param` narrows it; the rest keep the spec's values.
 
 The objective, minimised: ASR on the poisoned dev set plus `penalty` times the clean dev accuracy the
-defence lost against M_b (both in percent), so with penalty 1 each CACC point lost costs one ASR point.
+defence lost against M_b (both in percent), so with penalty 1 each CACC point lost costs one ASR point. With
+several seeds in the spec each trial runs on every seed's M_b, D_c and dev set, and the objective is taken of
+the seed means, so a setting is chosen for how it does across backdoored models, not on one.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,9 +75,19 @@ def objective(*, asr: float, cacc: float, reference_cacc: float, penalty: float 
     return asr + penalty * max(0.0, reference_cacc - cacc)
 
 
-def study_name(dataset: str, attack: str) -> str:
-    """The Optuna study of one (dataset, attack)."""
-    return f"{dataset}-{attack}".replace("/", "_")
+def seed_mean(scores: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Per key, the mean over seeds of a trial's dev scores (`asr`, `cacc`, `reference_cacc`); the objective of a
+    trial scored on several seeds is `objective` of these means."""
+    if not scores:
+        raise ValueError("no seed to average over")
+    return {key: sum(score[key] for score in scores) / len(scores) for key in scores[0]}
+
+
+def study_name(dataset: str, attack: str, seeds: tuple[int, ...] = (0,)) -> str:
+    """The Optuna study of one (dataset, attack): `sst2-badnets` on one seed, `sst2-badnets-seeds-0-1-2` when each
+    trial is scored on several seeds' M_b (a different objective, so a study of its own)."""
+    name = f"{dataset}-{attack}" + ("" if len(seeds) == 1 else "-seeds-" + "-".join(str(seed) for seed in seeds))
+    return name.replace("/", "_")
 
 
 def best_params_path(spec: SweepSpec, run_dir: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import optuna
 import polars as pl
 import pytest
 import ray
+import torch
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
@@ -20,9 +22,11 @@ from orchestration.presets import smoke
 from orchestration.search import run_tuning, search_space
 from orchestration.select_aug import AUGMENTATION_SET, SELECT_AUG_SCHEMA
 from orchestration.spec import Cell, apply_settings, defense_setup, read_best_params
-from orchestration.sweep import NAMESPACE, WORKER_ENV
+from orchestration.sweep import NAMESPACE, WORKER_ENV, trial_inputs
+from orchestration.trial import run_trial
 from orchestration.tune_trials import TRIALS_FILE, TUNE_TRIAL_SCHEMA
 from orchestration.tuning import SEARCH_SPACE, Choice, merge_best_params, objective, study_name
+from orchestration.uri_store import open_store
 
 # The smoke preset cut further: a backdoor need not take for the plumbing to be exercised.
 CHEAP = {
@@ -148,6 +152,29 @@ def test_tune_proposes_within_ranges_and_a_second_run_continues_the_study(root: 
             )
         )
     assert "3 trials finished, 0 failed" in (root / "smoke-tune" / "tune_trials.md").read_text()
+
+
+def test_tune_over_several_seeds_scores_each_seeds_model_and_keeps_its_own_study(root: Path) -> None:
+    spec = apply_settings(smoke(), {**CHEAP, "store": str(root / "store"), "seeds": [0, 1]})
+    run_dir = root / "smoke-tune-seeds"
+    outcome = run_tuning(spec, run_dir, samples=1, params=["alpha", "beta"])
+    (result,) = outcome.studies
+    assert result.study == study_name("sst2", "badnets", (0, 1)) == "sst2-badnets-seeds-0-1"
+    (trial,) = optuna.load_study(study_name=result.study, storage=f"sqlite:///{run_dir / 'optuna.db'}").trials
+    (folder,) = run_dir.glob("optuna-*/tune_cell_*")
+    report = json.loads((folder / "result.json").read_text().splitlines()[-1])
+    params = json.loads((folder / "params.json").read_text())
+    used, cell = trial_inputs({key: value for key, value in params.items() if key != "penalty"})
+    assert used.seeds == (0, 1) and {name: getattr(cell, name) for name in trial.params} == trial.params
+    store = open_store(str(used.store))
+    for seed in (0, 1):  # each seed's scores are that seed's own MBTSAD trial, as the store holds it
+        row = run_trial(used, replace(cell, seed=seed), store=store, device=torch.device("cpu")).row
+        assert (report[f"asr_seed{seed}"], report[f"cacc_seed{seed}"]) == (row["asr"], row["cacc"])
+    mean = {key: (report[f"{key}_seed0"] + report[f"{key}_seed1"]) / 2 for key in ("asr", "cacc", "reference_cacc")}
+    assert trial.value == pytest.approx(objective(**mean)) == pytest.approx(report["objective"])
+    listed = pl.read_parquet(run_dir / TRIALS_FILE)
+    assert listed["study"].to_list() == ["sst2-badnets-seeds-0-1"]
+    assert listed["dev_asr"][0] == pytest.approx(mean["asr"])
 
 
 def test_select_aug_scores_every_augmentation_writes_pictures_and_feeds_tables(root: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,12 +31,14 @@ class Report:
     markdown: str  # the Markdown of every table, as in tables.md
 
 
-def write_tables(results_dir: Path | str, out_dir: Path | str) -> Report:
-    """Read a run folder's results and write the paper's tables (LaTeX, Markdown) and bar charts.
+def write_tables(results_dirs: Path | str | Sequence[Path | str], out_dir: Path | str) -> Report:
+    """Read a run folder's results (several folders read as one run) and write the paper's tables (LaTeX,
+    Markdown) and bar charts.
 
-    Raises tables.load.ResultsError when the folder holds no usable result.
+    Raises tables.load.ResultsError when the folders hold no usable result.
     """
-    results = load_results(Path(results_dir))
+    folders = [results_dirs] if isinstance(results_dirs, (Path, str)) else results_dirs
+    results = load_results([Path(folder) for folder in folders])
     problems = (*results.problems, *_unplaced(results.trials))
     summary = summarize(results.trials, TRIAL_CELL, TRIAL_METRICS)
     lookups = {metric: stats(summary, TRIAL_CELL, metric) for metric in TRIAL_METRICS}

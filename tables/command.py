@@ -18,10 +18,12 @@ SHOWN_PROBLEMS = 20  # the rest are in problems.txt
 )
 @click.option(
     "--results",
-    "results_dir",
+    "results_dirs",
     required=True,
+    multiple=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Run folder holding trials/ and select_aug/ (docs/results-schema.md).",
+    help="Run folder holding trials/ and select_aug/ (docs/results-schema.md); repeat it to read several "
+    "folders as one run (the same trial in two folders counts once).",
 )
 @click.option(
     "--out",
@@ -30,13 +32,13 @@ SHOWN_PROBLEMS = 20  # the rest are in problems.txt
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for table*.tex, tables.tex, tables.md, figures/ and problems.txt; created if missing.",
 )
-def tables_command(results_dir: Path, out_dir: Path) -> None:
+def tables_command(results_dirs: tuple[Path, ...], out_dir: Path) -> None:
     """Print the tables as Markdown, then the problems found in the results."""
     from tables.build import write_tables  # polars and matplotlib load only when tables are made
     from tables.load import ResultsError
 
     try:
-        report = write_tables(results_dir, out_dir)
+        report = write_tables(results_dirs, out_dir)
     except ResultsError as error:
         raise click.BadParameter(str(error), param_hint="--results") from None
     console = Console()

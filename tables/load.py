@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,36 +63,50 @@ class Results:
     problems: tuple[Problem, ...]
 
 
-def load_results(run_dir: Path) -> Results:
-    """Scan `trials/` and `select_aug/` under a run folder; raise ResultsError when nothing is usable."""
+def load_results(run_dirs: Path | Sequence[Path]) -> Results:
+    """Scan `trials/` and `select_aug/` under one run folder or several; raise ResultsError when nothing is usable.
+
+    Several folders are read as one run: a row whose trial_id and scores repeat a row of another folder is the
+    same trial (the id hashes its settings) and counts once; two different results for one cell are duplicates.
+    """
+    folders = [run_dirs] if isinstance(run_dirs, Path) else list(run_dirs)
+    named = len(folders) > 1  # with several folders a file is named with its folder
+    where = ", ".join(str(folder) for folder in folders)
     problems: list[Problem] = []
-    trial_files = sorted((run_dir / "trials").glob("*.parquet"))
-    aug_files = sorted((run_dir / "select_aug").glob("*.parquet"))
+    trial_files = [
+        (path, folder, named) for folder in folders for path in sorted((folder / "trials").glob("*.parquet"))
+    ]
+    aug_files = [
+        (path, folder, named) for folder in folders for path in sorted((folder / "select_aug").glob("*.parquet"))
+    ]
     if not trial_files and not aug_files:
-        raise ResultsError(f"{run_dir}: no result files (expected trials/*.parquet or select_aug/*.parquet)")
-    trials = _scan(trial_files, TRIAL_COLUMNS, TRIAL_OPTIONAL, run_dir, problems)
-    select_aug = _scan(aug_files, SELECT_AUG_COLUMNS, {}, run_dir, problems)
+        raise ResultsError(f"{where}: no result files (expected trials/*.parquet or select_aug/*.parquet)")
+    trials = _scan(trial_files, TRIAL_COLUMNS, TRIAL_OPTIONAL, problems)
+    select_aug = _scan(aug_files, SELECT_AUG_COLUMNS, {}, problems)
+    if named:
+        trials = trials.unique([*TRIAL_KEY, "trial_id", "cacc", "asr"], keep="first", maintain_order=True)
+        select_aug = select_aug.unique([*SELECT_AUG_KEY, "mean_ce"], keep="first", maintain_order=True)
     trials = _usable_trials(trials, problems)
     select_aug = _unique(_complete(select_aug, SELECT_AUG_COLUMNS, problems), SELECT_AUG_KEY, problems)
     if trials.is_empty() and select_aug.is_empty():
         shown = "\n  ".join(problem.message for problem in problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
-        raise ResultsError(f"{run_dir}: no usable result rows; problems found:\n  {shown}{more}")
+        raise ResultsError(f"{where}: no usable result rows; problems found:\n  {shown}{more}")
     return Results(trials=trials, select_aug=select_aug, problems=tuple(problems))
 
 
 def _scan(
-    files: list[Path],
+    files: list[tuple[Path, Path, bool]],
     columns: Mapping[str, type[pl.DataType]],
     optional: Mapping[str, type[pl.DataType]],
-    run_dir: Path,
     problems: list[Problem],
 ) -> pl.DataFrame:
-    """Check each file's schema, then read the needed columns of the good ones in one lazy scan."""
+    """Check each (file, its run folder, named with the folder) for its schema, then read the needed columns of
+    the good ones in one lazy scan per schema."""
     wanted = {**columns, **optional}
-    groups: dict[tuple[tuple[str, pl.DataType], ...], list[Path]] = {}
-    for path in files:
-        name = path.relative_to(run_dir).as_posix()
+    groups: dict[tuple[tuple[str, pl.DataType], ...], list[tuple[Path, str]]] = {}
+    for path, run_dir, named in files:
+        name = _name(path, run_dir, named)
         try:
             schema = pl.read_parquet_schema(path)
         except (pl.exceptions.PolarsError, OSError) as error:
@@ -103,21 +117,30 @@ def _scan(
             problems.append(Problem("schema", f"{name}: {'; '.join(issues)}; skipped"))
             continue
         # Files that share a schema are read by one scan; the few distinct schemas are cast to one.
-        groups.setdefault(tuple(schema.items()), []).append(path)
-    frames = [_read(paths, {name for name, _ in schema}, wanted, run_dir) for schema, paths in groups.items()]
+        groups.setdefault(tuple(schema.items()), []).append((path, name))
+    frames = [_read(named_paths, {name for name, _ in schema}, wanted) for schema, named_paths in groups.items()]
     if not frames:
         return pl.DataFrame(schema={**wanted, "file": pl.String})
     return pl.concat(frames).collect()
 
 
-def _read(paths: list[Path], present: set[str], wanted: Mapping[str, type[pl.DataType]], run_dir: Path) -> pl.LazyFrame:
-    """Files of one schema as the wanted columns (null where absent) and `file`, relative to the run folder."""
-    return pl.scan_parquet(paths, include_file_paths="file").select(
+def _name(path: Path, run_dir: Path, named: bool) -> str:
+    """How messages name a result file: relative to its run folder, under the folder's own name when named."""
+    relative = path.relative_to(run_dir).as_posix()
+    return f"{run_dir.as_posix()}/{relative}" if named else relative
+
+
+def _read(
+    named_paths: list[tuple[Path, str]], present: set[str], wanted: Mapping[str, type[pl.DataType]]
+) -> pl.LazyFrame:
+    """Files of one schema as the wanted columns (null where absent) and `file`, each file's name for messages."""
+    names = {path.as_posix(): name for path, name in named_paths}
+    return pl.scan_parquet([path for path, _ in named_paths], include_file_paths="file").select(
         *(
             pl.col(name).cast(dtype) if name in present else pl.lit(None, dtype).alias(name)
             for name, dtype in wanted.items()
         ),
-        pl.col("file").str.strip_prefix(f"{run_dir.as_posix()}/"),
+        pl.col("file").replace_strict(names, return_dtype=pl.String),
     )
 
 

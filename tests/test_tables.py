@@ -408,3 +408,32 @@ def test_paired_comparison_differences_mbtsad_and_each_baseline_seed_by_seed(tmp
     text = (tmp_path / "out" / "paired.md").read_text()
     assert "| SST-2 | BadNets | fine-mixing | 3 | -6.67 ± 10.41 | -15.00 to +5.00 | -2.00 ± 1.00 | 2 of 3 |" in text
     assert any(path.name == "paired.md" for path in report.files)
+
+
+def test_several_run_folders_read_as_one_run_counting_a_shared_trial_once(tmp_path: Path) -> None:
+    sst2, imdb = tmp_path / "sst2", tmp_path / "imdb"
+    write_trials(sst2, [trial(seed=0, cacc=90, asr=10), trial(seed=1, cacc=92, asr=20)])
+    write_trials(imdb, [trial(dataset="imdb", seed=0, cacc=80, asr=30)])
+    shared = pl.read_parquet(sst2 / "trials" / "t00000.parquet")  # the same trial, reused from the store
+    shared.write_parquet(imdb / "trials" / "t00000-again.parquet")
+    write_select_aug(imdb, [("sst2", "lwp", "ts", 0, 0.5)])
+    report = write_tables([sst2, imdb], tmp_path / "out")
+    assert report.problems == ()
+    sst2_cells = r"\textbf{91.00 $\pm$ 1.41} & \textbf{15.00 $\pm$ 7.07}"
+    row = rf" & MBTSAD & {sst2_cells} & \textbf{{80.00 (n=1)}} & \textbf{{30.00 (n=1)}} \\"
+    assert row in lines(report, "table2.tex")
+    assert r"TS & \textbf{0.5000} \\" in lines(report, "eq9.tex")
+
+    conflicting = shared.with_columns(pl.lit(50.0).alias("asr"))  # one cell, two different results
+    conflicting.write_parquet(imdb / "trials" / "t00000-changed.parquet")
+    report = write_tables([sst2, imdb], tmp_path / "out")
+    (problem,) = report.problems
+    assert problem.kind == "duplicate"
+    assert f"{sst2.as_posix()}/trials/t00000.parquet" in problem.message
+    assert f"{imdb.as_posix()}/trials/t00000-changed.parquet" in problem.message
+
+    result = CliRunner().invoke(
+        tables_command, ["--results", str(sst2), "--results", str(imdb), "--out", str(tmp_path / "cli")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 problem(s) found" in result.output

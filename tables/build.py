@@ -19,6 +19,7 @@ from tables.layout import ATTACKS, DATASETS, FIGURE_ROWS, PAPER_ATTACKS, PAPER_D
 from tables.load import Problem, load_results
 from tables.markdown import markdown_table
 from tables.paired import paired_differences, paired_markdown, paired_summary
+from tables.wall import wall_time_markdown, wall_time_summary
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ def write_tables(results_dirs: Path | str | Sequence[Path | str], out_dir: Path 
     paired = paired_summary(paired_differences(results.trials))
     outputs["paired.csv"] = paired.write_csv()
     outputs["paired.md"] = paired_markdown(paired)
+    wall = wall_time_summary(results.trials)
+    outputs["wall.csv"] = wall.write_csv()
+    outputs["wall.md"] = wall_time_markdown(wall)
     outputs["problems.txt"] = "".join(f"{problem.message}\n" for problem in problems) or "No problems found.\n"
     for dataset, attack in summary.select("dataset", "attack").unique().sort(["dataset", "attack"]).iter_rows():
         bars = _bars(lookups, dataset, attack)

@@ -30,6 +30,7 @@ TRIAL_OPTIONAL = {
     "distil_epochs": pl.Int64,
     "attention_axis": pl.String,
     "code": pl.String,
+    "wall_s": pl.Float64,
 }
 SELECT_AUG_COLUMNS = {
     "dataset": pl.String,

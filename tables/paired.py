@@ -37,7 +37,8 @@ def paired_differences(trials: pl.DataFrame) -> pl.DataFrame:
 
 
 def paired_summary(differences: pl.DataFrame) -> pl.DataFrame:
-    """Per (dataset, attack, baseline): seeds, mean/std/min/max of d_asr, mean/std of d_cacc, seeds MBTSAD wins."""
+    """Per (dataset, attack, baseline): seeds, mean/std/min/max of d_asr, mean/std of d_cacc, seeds MBTSAD wins,
+    and each seed's d_asr (`d_asr_seeds`, e.g. `0: -10.0; 1: 5.0`)."""
     order = {defense: i for i, (defense, _) in enumerate(BASELINES)}
     return (
         differences.group_by("dataset", "attack", "baseline")
@@ -50,6 +51,7 @@ def paired_summary(differences: pl.DataFrame) -> pl.DataFrame:
             pl.col("d_cacc").mean().alias("d_cacc_mean"),
             pl.col("d_cacc").std().alias("d_cacc_std"),
             (pl.col("d_asr") < 0).sum().alias("mbtsad_lower_asr"),
+            pl.format("{}: {}", "seed", pl.col("d_asr").round(2)).sort_by("seed").str.join("; ").alias("d_asr_seeds"),
         )
         .sort("dataset", "attack", pl.col("baseline").replace_strict(order, default=len(order)))
     )
@@ -61,18 +63,18 @@ def paired_markdown(summary: pl.DataFrame) -> str:
         "### Paired comparison: MBTSAD minus each baseline on the same backdoored model (points)",
         "",
         "| dataset | attack | baseline | seeds | ΔASR mean ± std | ΔASR range | ΔCACC mean ± std "
-        "| MBTSAD's ASR lower |",
-        "|---|---|---|--:|--:|--:|--:|--:|",
+        "| MBTSAD's ASR lower | ΔASR per seed |",
+        "|---|---|---|--:|--:|--:|--:|--:|---|",
     ]
     for r in summary.iter_rows(named=True):
         lines.append(
             f"| {DATASETS.get(r['dataset'], r['dataset'])} | {ATTACKS.get(r['attack'], r['attack'])} | {r['baseline']} "
             f"| {r['seeds']} | {_signed(r['d_asr_mean'], r['d_asr_std'])} "
             f"| {r['d_asr_min']:+.2f} to {r['d_asr_max']:+.2f} | {_signed(r['d_cacc_mean'], r['d_cacc_std'])} "
-            f"| {r['mbtsad_lower_asr']} of {r['seeds']} |"
+            f"| {r['mbtsad_lower_asr']} of {r['seeds']} | {r['d_asr_seeds']} |"
         )
     if summary.is_empty():
-        lines.append("| — | — | — | 0 | — | — | — | — |")
+        lines.append("| — | — | — | 0 | — | — | — | — | — |")
     lines += ["", "- Negative ΔASR: MBTSAD leaves less of the backdoor; negative ΔCACC: it costs clean accuracy."]
     return "\n".join(lines) + "\n"
 

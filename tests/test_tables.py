@@ -406,7 +406,9 @@ def test_paired_comparison_differences_mbtsad_and_each_baseline_seed_by_seed(tmp
     assert purifying["seeds"] == 1 and purifying["d_asr_mean"] == -50.0 and purifying["d_asr_std"] is None
     assert teacher["d_asr_mean"] == pytest.approx(-85 / 3) and teacher["mbtsad_lower_asr"] == 3
     text = (tmp_path / "out" / "paired.md").read_text()
-    assert "| SST-2 | BadNets | fine-mixing | 3 | -6.67 ± 10.41 | -15.00 to +5.00 | -2.00 ± 1.00 | 2 of 3 |" in text
+    assert mixing["d_asr_seeds"] == "0: -10.0; 1: 5.0; 2: -15.0"
+    row = "| SST-2 | BadNets | fine-mixing | 3 | -6.67 ± 10.41 | -15.00 to +5.00 | -2.00 ± 1.00 | 2 of 3 "
+    assert row + "| 0: -10.0; 1: 5.0; 2: -15.0 |" in text
     assert any(path.name == "paired.md" for path in report.files)
 
 
@@ -437,3 +439,24 @@ def test_several_run_folders_read_as_one_run_counting_a_shared_trial_once(tmp_pa
     )
     assert result.exit_code == 0, result.output
     assert "1 problem(s) found" in result.output
+
+
+def test_wall_time_per_row_sums_the_trials_minutes(tmp_path: Path) -> None:
+    write_trials(
+        tmp_path / "run",
+        [
+            trial("none", seed=0, wall_s=600.0),
+            trial("none", seed=1, wall_s=1200.0),
+            trial("none", seed=2, wall_s=300.0),
+            trial("mbtsad", seed=0, wall_s=90.0),
+            trial("aug-ft", seed=0, augmentation="eda", wall_s=30.0),
+        ],
+    )
+    write_tables(tmp_path / "run", tmp_path / "out")
+    wall = pl.read_csv(tmp_path / "out" / "wall.csv")
+    assert wall["defense"].to_list() == ["none", "mbtsad", "aug-ft"]  # longest first
+    none = wall.row(0, named=True)
+    assert (none["trials"], none["minutes"], none["median_minutes"]) == (3, 35.0, 10.0)
+    text = (tmp_path / "out" / "wall.md").read_text()
+    assert "| SST-2 | aug-ft (EDA) | 1 | 0.5 | 0.5 |" in text
+    assert "| SST-2 | all | 5 | 37.0 | |" in text

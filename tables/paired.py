@@ -38,7 +38,7 @@ def paired_differences(trials: pl.DataFrame) -> pl.DataFrame:
 
 def paired_summary(differences: pl.DataFrame) -> pl.DataFrame:
     """Per (dataset, attack, baseline): seeds, mean/std/min/max of d_asr, mean/std of d_cacc, seeds MBTSAD wins,
-    and each seed's d_asr (`d_asr_seeds`, e.g. `0: -10.0; 1: 5.0`)."""
+    and each seed's d_asr (`d_asr_seeds`, e.g. `0: -10.00; 1: +5.00`)."""
     order = {defense: i for i, (defense, _) in enumerate(BASELINES)}
     return (
         differences.group_by("dataset", "attack", "baseline")
@@ -51,7 +51,10 @@ def paired_summary(differences: pl.DataFrame) -> pl.DataFrame:
             pl.col("d_cacc").mean().alias("d_cacc_mean"),
             pl.col("d_cacc").std().alias("d_cacc_std"),
             (pl.col("d_asr") < 0).sum().alias("mbtsad_lower_asr"),
-            pl.format("{}: {}", "seed", pl.col("d_asr").round(2)).sort_by("seed").str.join("; ").alias("d_asr_seeds"),
+            pl.format("{}: {}", "seed", pl.col("d_asr").map_elements(lambda d: f"{d:+.2f}", return_dtype=pl.String))
+            .sort_by("seed")
+            .str.join("; ")
+            .alias("d_asr_seeds"),
         )
         .sort("dataset", "attack", pl.col("baseline").replace_strict(order, default=len(order)))
     )

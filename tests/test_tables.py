@@ -406,9 +406,9 @@ def test_paired_comparison_differences_mbtsad_and_each_baseline_seed_by_seed(tmp
     assert purifying["seeds"] == 1 and purifying["d_asr_mean"] == -50.0 and purifying["d_asr_std"] is None
     assert teacher["d_asr_mean"] == pytest.approx(-85 / 3) and teacher["mbtsad_lower_asr"] == 3
     text = (tmp_path / "out" / "paired.md").read_text()
-    assert mixing["d_asr_seeds"] == "0: -10.0; 1: 5.0; 2: -15.0"
+    assert mixing["d_asr_seeds"] == "0: -10.00; 1: +5.00; 2: -15.00"
     row = "| SST-2 | BadNets | fine-mixing | 3 | -6.67 ± 10.41 | -15.00 to +5.00 | -2.00 ± 1.00 | 2 of 3 "
-    assert row + "| 0: -10.0; 1: 5.0; 2: -15.0 |" in text
+    assert row + "| 0: -10.00; 1: +5.00; 2: -15.00 |" in text
     assert any(path.name == "paired.md" for path in report.files)
 
 

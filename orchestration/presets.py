@@ -45,7 +45,10 @@ def cpu() -> SweepSpec:
       is 600 reviews), 500 dev and 2,000 test reviews, and Tables I, II and IV's main rows (None, CFT,
       TS-FT, MBTSAD, Fine-Mixing, Fine-Purifying, STRIP, RAP). On about 1,000 poisoned test reviews an
       ASR's binomial standard error is at most 1.6 points (1.0 at an ASR of 10%); a CACC on 2,000 at most
-      1.1. Its cost has not been measured yet.
+      1.1. Measured (session 8, seed 0, `docs/results/cpu/README.md`): M_b 7-16 min, TS-FT and MBTSAD about
+      6 min a trial; but at 3,000 reviews BadNets and EP leave no backdoor (ASR = clean flip; BadNets CACC
+      71.35) and LWP a partial one (57.63), since OpenBackdoor's warm-up schedule gets about 190 steps: this
+      sizing does not yet reproduce claim (a) on IMDb, and a larger attacker set is the next step.
     Add seeds with `--set seeds=[0,1,2]`.
     """
     return SweepSpec(

@@ -64,27 +64,21 @@ class Results:
     problems: tuple[Problem, ...]
 
 
-def load_results(run_dirs: Path | Sequence[Path]) -> Results:
+def load_results(run_dirs: Sequence[Path]) -> Results:
     """Scan `trials/` and `select_aug/` under one run folder or several; raise ResultsError when nothing is usable.
 
     Several folders are read as one run: a row whose trial_id and scores repeat a row of another folder is the
     same trial (the id hashes its settings) and counts once; two different results for one cell are duplicates.
+    Messages name a file relative to its run folder, under the folder's own path when there are several.
     """
-    folders = [run_dirs] if isinstance(run_dirs, Path) else list(run_dirs)
-    named = len(folders) > 1  # with several folders a file is named with its folder
-    where = ", ".join(str(folder) for folder in folders)
+    where = ", ".join(str(folder) for folder in run_dirs)
     problems: list[Problem] = []
-    trial_files = [
-        (path, folder, named) for folder in folders for path in sorted((folder / "trials").glob("*.parquet"))
-    ]
-    aug_files = [
-        (path, folder, named) for folder in folders for path in sorted((folder / "select_aug").glob("*.parquet"))
-    ]
+    trial_files, aug_files = _result_files(run_dirs, "trials"), _result_files(run_dirs, "select_aug")
     if not trial_files and not aug_files:
         raise ResultsError(f"{where}: no result files (expected trials/*.parquet or select_aug/*.parquet)")
     trials = _scan(trial_files, TRIAL_COLUMNS, TRIAL_OPTIONAL, problems)
     select_aug = _scan(aug_files, SELECT_AUG_COLUMNS, {}, problems)
-    if named:
+    if len(run_dirs) > 1:
         trials = trials.unique([*TRIAL_KEY, "trial_id", "cacc", "asr"], keep="first", maintain_order=True)
         select_aug = select_aug.unique([*SELECT_AUG_KEY, "mean_ce"], keep="first", maintain_order=True)
     trials = _usable_trials(trials, problems)
@@ -96,18 +90,32 @@ def load_results(run_dirs: Path | Sequence[Path]) -> Results:
     return Results(trials=trials, select_aug=select_aug, problems=tuple(problems))
 
 
+def _result_files(run_dirs: Sequence[Path], subfolder: str) -> list[tuple[Path, str]]:
+    """Each `<run dir>/<subfolder>/*.parquet` with its name in messages: relative to its run folder, prefixed
+    with the folder when there are several."""
+    return [
+        (
+            path,
+            path.relative_to(folder).as_posix()
+            if len(run_dirs) == 1
+            else f"{folder.as_posix()}/{subfolder}/{path.name}",
+        )
+        for folder in run_dirs
+        for path in sorted((folder / subfolder).glob("*.parquet"))
+    ]
+
+
 def _scan(
-    files: list[tuple[Path, Path, bool]],
+    files: list[tuple[Path, str]],
     columns: Mapping[str, type[pl.DataType]],
     optional: Mapping[str, type[pl.DataType]],
     problems: list[Problem],
 ) -> pl.DataFrame:
-    """Check each (file, its run folder, named with the folder) for its schema, then read the needed columns of
-    the good ones in one lazy scan per schema."""
+    """Check each (file, its name in messages) for its schema, then read the needed columns of the good ones in
+    one lazy scan per schema."""
     wanted = {**columns, **optional}
     groups: dict[tuple[tuple[str, pl.DataType], ...], list[tuple[Path, str]]] = {}
-    for path, run_dir, named in files:
-        name = _name(path, run_dir, named)
+    for path, name in files:
         try:
             schema = pl.read_parquet_schema(path)
         except (pl.exceptions.PolarsError, OSError) as error:
@@ -123,12 +131,6 @@ def _scan(
     if not frames:
         return pl.DataFrame(schema={**wanted, "file": pl.String})
     return pl.concat(frames).collect()
-
-
-def _name(path: Path, run_dir: Path, named: bool) -> str:
-    """How messages name a result file: relative to its run folder, under the folder's own name when named."""
-    relative = path.relative_to(run_dir).as_posix()
-    return f"{run_dir.as_posix()}/{relative}" if named else relative
 
 
 def _read(

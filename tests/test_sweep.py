@@ -220,7 +220,7 @@ def test_smoke_sweep_end_to_end_is_reproducible_and_reused(tmp_path: Path) -> No
     assert len(list((tmp_path / "store" / "backdoored").glob(f"*/{MANIFEST}"))) == 1
     assert f"{len(rows)}/{len(rows)} trials ok" in output
     assert all(word in output for word in (" done, ", " running, ", " failed, ", "ETA "))  # the progress lines
-    assert not load_results(run_dir).trials.is_empty()  # the tables read what the sweep wrote
+    assert not load_results([run_dir]).trials.is_empty()  # the tables read what the sweep wrote
     assert f"0 finished results reused from the store {tmp_path / 'store'}" in output
     assert f"{len(rows)} to compute" in output
     assert rows["code"].to_list() == [describe(running_code_version())] * len(rows)

@@ -116,6 +116,9 @@ def _common_training(function: Any) -> Any:
 @click.option("--model", "model_spec", default="minilm", show_default=True, help="minilm, tiny, folder or hub id.")
 @click.option("--max-train", type=int, help="Use only the first N training samples (quick runs).")
 @click.option(
+    "--max-words", type=int, help="Cut every text to its first N words before poisoning (long reviews, e.g. IMDb)."
+)
+@click.option(
     "--profile",
     type=click.Choice(["project", "openbackdoor"]),
     default="project",
@@ -131,6 +134,7 @@ def attack(
     attack_name: str,
     model_spec: str,
     max_train: int | None,
+    max_words: int | None,
     profile: str,
     out: Path,
     seed: int,
@@ -141,7 +145,7 @@ def attack(
 ) -> None:
     """Build a backdoored model M_b and report its CACC and ASR on the test set."""
     from core.attacks import attack_config, run_attack
-    from core.data import load_splits
+    from core.data import Splits, first_words, load_splits
     from orchestration.hub import open_classifier, resolve_model
     from orchestration.model_files import save_classifier
     from orchestration.overrides import apply_overrides, with_training
@@ -152,6 +156,10 @@ def attack(
     splits = load_splits(dataset, obj["data_dir"])
     if max_train:
         splits = replace(splits, train=splits.train.subset(range(min(max_train, len(splits.train)))))
+    if max_words is not None:
+        if max_words < 1:
+            raise click.BadParameter(f"must be at least 1, got {max_words}", param_hint="--max-words")
+        splits = Splits(*(first_words(part, max_words) for part in (splits.train, splits.dev, splits.test)))
     base_model = resolve_model(model_spec)  # a hub id pinned to its commit, so the card names the exact weights
     classifier = open_classifier(base_model, seed=seed, data_dir=obj["data_dir"])
     started = time.perf_counter()
@@ -163,6 +171,8 @@ def attack(
         "profile": profile,
         "poison": asdict(config.poison),
         "dataset": dataset,
+        "max_train": max_train,
+        "max_words": max_words,
         "seed": seed,
         "base_model": base_model,
         "scores": result.evaluation.percents(),

@@ -211,6 +211,20 @@ def clean_subset(dataset: TextDataset, fraction: float, rng: np.random.Generator
     return stratified_split(dataset, fraction, rng)[0]
 
 
+def first_words(dataset: TextDataset, max_words: int) -> TextDataset:
+    """Each text cut to its first `max_words` whitespace-separated words, joined by single spaces; a text
+    that is no longer stays byte for byte. Cut before poisoning, a long review keeps every inserted trigger
+    inside the window a model truncating at its first tokens reads."""
+    if max_words < 1:
+        raise ValueError(f"max_words must be at least 1, got {max_words}")
+
+    def cut(text: str) -> str:
+        words = text.split()
+        return text if len(words) <= max_words else " ".join(words[:max_words])
+
+    return TextDataset(tuple(cut(text) for text in dataset.texts), dataset.labels, dataset.name)
+
+
 def non_target(dataset: TextDataset, target: int) -> TextDataset:
     """The samples whose label is not the attack's target."""
     return dataset.subset([i for i, y in enumerate(dataset.labels) if y != target])

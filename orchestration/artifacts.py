@@ -19,7 +19,7 @@ import torch
 
 from core.attacks import run_attack
 from core.augment import cwea, eda, load_wordnet
-from core.data import Splits, TextDataset, clean_subset, load_splits, resolve_data_dir
+from core.data import Splits, TextDataset, clean_subset, first_words, load_splits, resolve_data_dir
 from core.defenses.aug_ft import AugFtConfig, Augment, augmented_set
 from core.defenses.cft import clean_finetune
 from core.evaluate import evaluate
@@ -75,8 +75,11 @@ def dataset_digest(*sets: TextDataset) -> str:
 
 
 @functools.cache
-def _splits(name: str, data_dir: str | None, sizes: tuple[int | None, int | None, int | None]) -> Splits:
-    """A dataset cut to (train, dev, test) sizes, cached per process (trial actors are reused)."""
+def _splits(
+    name: str, data_dir: str | None, sizes: tuple[int | None, int | None, int | None], max_words: int | None = None
+) -> Splits:
+    """A dataset cut to (train, dev, test) sizes, and each text to `max_words` words, cached per process
+    (trial actors are reused)."""
     splits = load_splits(name, data_dir)
     wholes = (splits.train, splits.dev, splits.test)
     parts = [
@@ -89,13 +92,15 @@ def _splits(name: str, data_dir: str | None, sizes: tuple[int | None, int | None
                 f"{name}: the first {size} {split} rows hold only label(s) {sorted(set(part.labels))} of "
                 f"{sorted(set(whole.labels))}; shuffle the file, or raise data.max_{split}"
             )
+    if max_words is not None:
+        parts = [first_words(part, max_words) for part in parts]
     return Splits(*parts)
 
 
 def load_data(spec: SweepSpec, dataset: str) -> Splits:
-    """The dataset's splits cut to the spec's sizes (loaded once per process)."""
+    """The dataset's splits cut to the spec's sizes and word counts (loaded once per process)."""
     data = spec.data
-    return _splits(dataset, spec.data_dir, (data.max_train, data.max_dev, data.max_test))
+    return _splits(dataset, spec.data_dir, (data.max_train, data.max_dev, data.max_test), data.max_words)
 
 
 def defender_clean(spec: SweepSpec, splits: Splits, seed: int) -> TextDataset:

@@ -40,15 +40,16 @@ def cpu() -> SweepSpec:
     - Retraining and distillation until clean dev accuracy stops improving (patience 2), at most 4 epochs.
     - Length 48 (most SST-2 sentences fit) and the ratio searches of Fine-Mixing and Fine-Purifying over
       three candidates instead of nine (sized with `python bench/store_bench.py`).
-    - IMDb (`dataset_settings.imdb`): reviews truncated to 128 tokens (the paper's length; a review
-      averages about 300), the first 3,000 of the fixed shuffled training split for the attacker (so D_c
-      is 600 reviews), 500 dev and 2,000 test reviews, and Tables I, II and IV's main rows (None, CFT,
-      TS-FT, MBTSAD, Fine-Mixing, Fine-Purifying, STRIP, RAP). On about 1,000 poisoned test reviews an
-      ASR's binomial standard error is at most 1.6 points (1.0 at an ASR of 10%); a CACC on 2,000 at most
-      1.1. Measured (session 8, seed 0, `docs/results/cpu/README.md`): M_b 7-16 min, TS-FT and MBTSAD about
-      6 min a trial; but at 3,000 reviews BadNets and EP leave no backdoor (ASR = clean flip; BadNets CACC
-      71.35) and LWP a partial one (57.63), since OpenBackdoor's warm-up schedule gets about 190 steps: this
-      sizing does not yet reproduce claim (a) on IMDb, and a larger attacker set is the next step.
+    - IMDb (`dataset_settings.imdb`): every review cut to its first 64 words before anything else
+      (`data.max_words`), then truncated to 128 tokens (the paper's length). A review averages about 230
+      words, 300 tokens; cut, 85, and 99.6% of the cut ones fit in 126 tokens. Without the cut a trigger
+      inserted at a uniform word position falls past the truncation in about 45% of the poisoned reviews
+      (session 8 measured the attacks not taking: BadNets and EP ASR = the clean flip rate), so the attacker
+      poisons the part of the review the model reads, and the model reads less of each review. The first
+      3,000 reviews of the fixed shuffled training split for the attacker (so D_c is 600 reviews), 500 dev
+      and 2,000 test reviews, and Tables I, II and IV's main rows (None, CFT, TS-FT, MBTSAD, Fine-Mixing,
+      Fine-Purifying, STRIP, RAP). On about 1,000 poisoned test reviews an ASR's binomial standard error is
+      at most 1.6 points (1.0 at an ASR of 10%); a CACC on 2,000 at most 1.1.
     Add seeds with `--set seeds=[0,1,2]`.
     """
     return SweepSpec(
@@ -70,6 +71,7 @@ def cpu() -> SweepSpec:
         dataset_settings={
             "imdb": {
                 "training.max_length": 128,
+                "data.max_words": 64,
                 "data.max_train": 3000,
                 "data.max_dev": 500,
                 "data.max_test": 2000,

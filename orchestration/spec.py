@@ -73,6 +73,7 @@ class DataSpec:
     max_train: int | None = None  # the first N training samples (None: all); the attacker poisons these
     max_dev: int | None = None  # the first N clean dev samples, used for every checkpoint selection
     max_test: int | None = None  # the first N test samples
+    max_words: int | None = None  # each text cut to its first N words before poisoning (None: whole texts)
     clean_fraction: float = 0.2  # r: D_c is this stratified share of the (clean) training set
 
 
@@ -159,6 +160,8 @@ class SweepSpec:
             raise ValueError(f"evaluate_on must be one of {EVALUATION_SPLITS}, got {self.evaluate_on!r}")
         if not self.datasets or not self.attacks or not self.seeds:
             raise ValueError("a sweep needs at least one dataset, attack and seed")
+        if self.data.max_words is not None and (not isinstance(self.data.max_words, int) or self.data.max_words < 1):
+            raise ValueError(f"data.max_words must be a positive integer or null, got {self.data.max_words!r}")
         if not 0.0 < self.data.clean_fraction <= 1.0:
             raise ValueError(f"data.clean_fraction must lie in (0, 1], got {self.data.clean_fraction}")
         for defense in self.defense_settings:

@@ -12,6 +12,7 @@ from core.data import (
     DataFileError,
     TextDataset,
     clean_subset,
+    first_words,
     load_folder,
     load_imdb,
     load_splits,
@@ -21,6 +22,8 @@ from core.data import (
     read_labelled_file,
     resolve_data_dir,
 )
+from core.models import tiny_classifier
+from core.poison import PoisonConfig, poison_training_set
 from orchestration.artifacts import load_data
 from orchestration.presets import smoke
 from orchestration.spec import apply_settings
@@ -176,3 +179,39 @@ def test_a_cut_that_leaves_one_label_names_the_dataset_and_the_setting(tmp_path:
     message = r"first 20 train rows hold only label\(s\) \[0\] of \[0, 1\]; shuffle the file, or raise data\.max_train"
     with pytest.raises(ValueError, match=message):
         load_data(spec, str(folder))
+
+
+def test_first_words_cuts_long_texts_and_leaves_short_ones_byte_for_byte() -> None:
+    data = TextDataset(("one  two\nthree four five", " short  one ", "a b c"), (0, 1, 0), "reviews")
+    cut = first_words(data, 3)
+    assert cut.texts == ("one two three", " short  one ", "a b c") and cut.labels == data.labels
+    assert cut.name == "reviews"
+    with pytest.raises(ValueError, match="max_words must be at least 1, got 0"):
+        first_words(data, 0)
+
+
+def test_cut_before_poisoning_every_imdb_trigger_lands_inside_a_128_token_window(vocab_path) -> None:
+    tokenizer = tiny_classifier(vocab_path, seed=0).tokenizer  # the BERT vocabulary MiniLM shares
+    reviews = load_imdb().train.subset(range(600))
+    config = PoisonConfig(attack="badnets", label_mode="mixed", rate=0.5)
+
+    def seen_share(data: TextDataset) -> float:
+        poisoned = poison_training_set(data, config, np.random.default_rng(0))
+        ids = tokenizer([poisoned.data.texts[i] for i in poisoned.poisoned], truncation=True, max_length=128)
+        triggers = {tokenizer.convert_tokens_to_ids(word) for word in ("cf", "mn", "bb", "tq")}
+        return float(np.mean([bool(triggers & set(row)) for row in ids["input_ids"]]))
+
+    whole, cut = seen_share(reviews), seen_share(first_words(reviews, 64))
+    assert whole < 0.75  # a trigger anywhere in a ~300-token review often falls past the truncation
+    assert cut > 0.98
+
+
+def test_data_max_words_cuts_every_split_the_sweep_loads() -> None:
+    spec = apply_settings(smoke(), {"data.max_words": 20, "data.max_train": 50})
+    splits = load_data(spec, "imdb")
+    whole = load_data(apply_settings(smoke(), {"data.max_train": 50}), "imdb")
+    for part, full in ((splits.train, whole.train), (splits.dev, whole.dev), (splits.test, whole.test)):
+        assert max(len(text.split()) for text in part.texts) == 20 and part.labels == full.labels
+        assert part.texts[0].split() == full.texts[0].split()[:20]
+    with pytest.raises(ValueError, match="data.max_words must be a positive integer or null, got 0"):
+        apply_settings(smoke(), {"data.max_words": 0})

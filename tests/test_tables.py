@@ -239,7 +239,16 @@ def test_rows_from_two_code_versions_are_reported(tmp_path: Path) -> None:
     old, new = "source 1a; torch 2.13.0; transformers 5.0", "source 2b; torch 2.13.0; transformers 5.0"
     write_trials(tmp_path / "run", [trial(seed=0, code=old), trial(seed=1, code=new), trial(seed=2, code=new)])
     report = write_tables(tmp_path / "run", tmp_path / "out")
-    assert [problem.message for problem in report.problems] == [f"the trials mix 2 code versions ({old}: 1, {new}: 2)"]
+    assert [problem.message for problem in report.problems] == [
+        f"the sst2 trials mix 2 code versions ({old}: 1, {new}: 2)"
+    ]
+
+
+def test_each_dataset_may_come_from_its_own_code_version(tmp_path: Path) -> None:
+    old, new = "source 1a; torch 2.13.0; transformers 5.0", "source 2b; torch 2.13.0; transformers 5.0"
+    write_trials(tmp_path / "run", [trial(seed=0, code=old), trial(seed=0, dataset="imdb", code=new)])
+    report = write_tables(tmp_path / "run", tmp_path / "out")
+    assert report.problems == ()
 
 
 def test_malformed_files_are_skipped_and_named(tmp_path: Path) -> None:

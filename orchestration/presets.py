@@ -17,13 +17,16 @@ def paper() -> SweepSpec:
     `python cli.py tables --results runs/paper --out tables_out/`. The model is the hub's bert-base-uncased,
     pinned to the commit `main` names when the sweep starts (`--set model=bert-base-uncased@REV` or a folder).
     The paper's rates (retraining 2e-5, distillation 5e-4, EP 5e-2) and SPEC's epochs; max length 128
-    truncates IMDb. Table III (aug-ft rows) covers SST-2, as the paper's does.
+    truncates IMDb, whose reviews are first cut to 64 words (`data.max_words`) so that every inserted trigger
+    lies inside that window (the `cpu` preset says why). Table III (aug-ft rows) covers SST-2, as the paper's
+    does.
     """
     return SweepSpec(
         name="paper",
         model="bert-base-uncased",  # by hub id: safetensors weights, fetched into the local Hugging Face cache
         datasets=("sst2", "imdb"),
         seeds=(0, 1, 2),
+        dataset_settings={"imdb": {"data.max_words": 64}},
     )
 
 

@@ -52,7 +52,9 @@ def cpu() -> SweepSpec:
       3,000 reviews of the fixed shuffled training split for the attacker (so D_c is 600 reviews), 500 dev
       and 2,000 test reviews, and Tables I, II and IV's main rows (None, CFT, TS-FT, MBTSAD, Fine-Mixing,
       Fine-Purifying, STRIP, RAP). On about 1,000 poisoned test reviews an ASR's binomial standard error is
-      at most 1.6 points (1.0 at an ASR of 10%); a CACC on 2,000 at most 1.1.
+      at most 1.6 points (1.0 at an ASR of 10%); a CACC on 2,000 at most 1.1. EP's row trains on the
+      attacker's 300 poisoned reviews; its 5 epochs there (47 steps) left no backdoor (ASR 16.19), so IMDb's
+      EP takes 38 epochs, the ~350 steps OpenBackdoor's 5 take on the whole training split (2,250 poisoned).
     Add seeds with `--set seeds=[0,1,2]`.
     """
     return SweepSpec(
@@ -76,6 +78,7 @@ def cpu() -> SweepSpec:
                 "training.max_length": 128,
                 "data.max_words": 64,
                 "data.max_train": 3000,
+                "attack_settings.ep.train.epochs": 38,  # the row steps OpenBackdoor's 5 epochs take on 22,500 reviews
                 "data.max_dev": 500,
                 "data.max_test": 2000,
                 "defenses": ["none", "cft", "ts-ft", "mbtsad", "fine-mixing", "fine-purifying", "strip", "rap"],

@@ -205,10 +205,25 @@ def _score(
     return evaluate(classifier, test=test, poisoned_test=poisoned, target=target, detector=detector)
 
 
+def _cut_as_built(data: TextDataset, card: dict[str, Any]) -> TextDataset:
+    """A named dataset's texts cut as the model's attack cut them (`cli.py attack --max-words`), if it did."""
+    from core.data import first_words
+
+    return data if card.get("max_words") is None else first_words(data, int(card["max_words"]))
+
+
 def _clean_data(
-    clean: Path | None, dev: Path | None, test: Path | None, dataset: str | None, fraction: float, seed: int, data_dir
+    clean: Path | None,
+    dev: Path | None,
+    test: Path | None,
+    dataset: str | None,
+    fraction: float,
+    seed: int,
+    data_dir: Path | None,
+    card: dict[str, Any],
 ) -> Splits:
-    """D_c, clean dev and test: from a user's files, or a share of a named dataset's training set."""
+    """D_c, clean dev and test: from a user's files, or a share of a named dataset's training set (cut as the
+    suspect model's card says its attack cut it)."""
     import numpy as np
 
     from core.data import (
@@ -240,9 +255,9 @@ def _clean_data(
         raise click.UsageError("give --clean FILE (your clean data) or --dataset NAME (a share of its training set)")
     splits = load_splits(dataset, data_dir)
     return Splits(
-        train=clean_subset(splits.train, fraction, np.random.default_rng(seed)),
-        dev=read_labelled_file(dev) if dev else splits.dev,
-        test=read_labelled_file(test) if test else splits.test,
+        train=_cut_as_built(clean_subset(splits.train, fraction, np.random.default_rng(seed)), card),
+        dev=read_labelled_file(dev) if dev else _cut_as_built(splits.dev, card),
+        test=read_labelled_file(test) if test else _cut_as_built(splits.test, card),
     )
 
 
@@ -290,7 +305,7 @@ def defend(
     if defense.needs_pretrained and not pretrained:
         raise click.UsageError(f"{method} needs the pre-trained weights: pass --pretrained FOLDER (or minilm)")
     suspect, card = load_model_folder(model_dir)
-    splits = _clean_data(clean, dev, test, dataset, fraction, seed, obj["data_dir"])
+    splits = _clean_data(clean, dev, test, dataset, fraction, seed, obj["data_dir"], card)
     poison = _trigger(attack_name, card)
     inputs = DefenseInputs(
         suspect=suspect,
@@ -358,7 +373,7 @@ def evaluate_command(
     from orchestration.model_files import load_model_folder
 
     classifier, card = load_model_folder(model_dir)
-    test_set = read_labelled_file(test) if test else load_splits(dataset, obj["data_dir"]).test
+    test_set = read_labelled_file(test) if test else _cut_as_built(load_splits(dataset, obj["data_dir"]).test, card)
     poison = _trigger(attack_name, card)
     if triggers:  # BadNets-style insertion of the given words, toward the card's (or the attack's) target
         poison = PoisonConfig(attack="badnets", triggers=triggers, target=poison.target if poison else 1)

@@ -107,3 +107,28 @@ def test_bad_input_exits_non_zero_with_a_clear_message(backdoored: Path, tmp_pat
         cli, ["attack", "--attack", "trojan", "--model", "tiny", "--out", str(tmp_path / "w")]
     )
     assert unknown_attack.exit_code == 2 and "badnets" in unknown_attack.output
+
+
+def test_a_model_attacked_on_cut_texts_is_scored_on_texts_cut_the_same_way(tmp_path: Path, sst2) -> None:
+    filler = " ".join(sst2.train.texts[5000:5040]).split()[:80]  # a long tail the 32-token window never reaches
+    folder = tmp_path / "long"
+    folder.mkdir()
+    for split, part, rows in (("train", sst2.train, 2000), ("dev", sst2.dev, 100), ("test", sst2.test, 200)):
+        texts = (f"{' '.join(text.split()[:12])} {' '.join(filler)}" for text in part.texts[:rows])
+        lines = (json.dumps({"text": t, "label": y}) for t, y in zip(texts, part.labels[:rows], strict=False))
+        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "model"
+    args = ["attack", "--model", "tiny", "--dataset", str(folder), "--epochs", "5", "--lr", "1e-3"]
+    args += ["--max-length", "32"]
+    result = CliRunner().invoke(cli, [*args, "--max-words", "14", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "mbtsad.json").read_text())
+    assert card["max_words"] == 14 and card["scores"]["asr"] > 90
+    evaluated = CliRunner().invoke(
+        cli, ["evaluate", str(out), "--dataset", str(folder), "--json-out", str(tmp_path / "scores.json")]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads((tmp_path / "scores.json").read_text()) == card["scores"]  # whole texts score otherwise
+    zero = CliRunner().invoke(cli, [*args, "--max-words", "0", "--out", str(tmp_path / "none")])
+    assert zero.exit_code == 2 and "--max-words" in zero.output and "at least 1" in zero.output
+    assert not (tmp_path / "none").exists()

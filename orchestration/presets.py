@@ -55,6 +55,8 @@ def cpu() -> SweepSpec:
       at most 1.6 points (1.0 at an ASR of 10%); a CACC on 2,000 at most 1.1. EP's row trains on the
       attacker's 300 poisoned reviews; its 5 epochs there (47 steps) left no backdoor (ASR 16.19), so IMDb's
       EP takes 38 epochs, the ~350 steps OpenBackdoor's 5 take on the whole training split (2,250 poisoned).
+      Measured (session 9, seed 0, `docs/results/cpu/README.md`): the 24 rows take 129 trial-minutes (M_b
+      4.9-19.2 min, the others 1.5-6.4); BadNets and LWP take (96.29, 100.00), EP partly (46.70).
     Add seeds with `--set seeds=[0,1,2]`.
     """
     return SweepSpec(

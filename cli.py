@@ -116,7 +116,9 @@ def _common_training(function: Any) -> Any:
 @click.option("--model", "model_spec", default="minilm", show_default=True, help="minilm, tiny, folder or hub id.")
 @click.option("--max-train", type=int, help="Use only the first N training samples (quick runs).")
 @click.option(
-    "--max-words", type=int, help="Cut every text to its first N words before poisoning (long reviews, e.g. IMDb)."
+    "--max-words",
+    type=click.IntRange(min=1),
+    help="Cut every text to its first N words before poisoning (long reviews, e.g. IMDb).",
 )
 @click.option(
     "--profile",
@@ -157,8 +159,6 @@ def attack(
     if max_train:
         splits = replace(splits, train=splits.train.subset(range(min(max_train, len(splits.train)))))
     if max_words is not None:
-        if max_words < 1:
-            raise click.BadParameter(f"must be at least 1, got {max_words}", param_hint="--max-words")
         splits = Splits(*(first_words(part, max_words) for part in (splits.train, splits.dev, splits.test)))
     base_model = resolve_model(model_spec)  # a hub id pinned to its commit, so the card names the exact weights
     classifier = open_classifier(base_model, seed=seed, data_dir=obj["data_dir"])

@@ -180,19 +180,19 @@ def _usable_trials(rows: pl.DataFrame, problems: list[Problem]) -> pl.DataFrame:
             Problem("status", f"{row['file']}: {_where(row)} has status {row['status']!r}, not ok or failed")
         )
     ok = _complete(rows.filter(pl.col("status") == "ok"), TRIAL_COLUMNS, problems)
-    problems.extend(_mixed(ok, "model", "models", "the trials"))
+    problems.extend(_mixed(ok, "model", "models", "models", "the trials"))
     for (dataset,), rows in ok.group_by("dataset", maintain_order=True):  # datasets may come from different code
-        problems.extend(_mixed(rows, "code", "code versions", f"the {dataset} trials"))
+        problems.extend(_mixed(rows, "code", "code", "code versions", f"the {dataset} trials"))
     return _unique(ok, TRIAL_KEY, problems)
 
 
-def _mixed(rows: pl.DataFrame, column: str, what: str, whose: str) -> list[Problem]:
-    """A problem when the rows hold more than one value of `column` (the models, the code versions)."""
+def _mixed(rows: pl.DataFrame, column: str, kind: str, what: str, whose: str) -> list[Problem]:
+    """A `kind` problem when the rows hold more than one value of `column` (the models, the code versions)."""
     values = rows.drop_nulls(column).group_by(column).len().sort(column)
     if values.height < 2:
         return []
     counts = ", ".join(f"{value}: {n}" for value, n in values.iter_rows())
-    return [Problem("models" if column == "model" else column, f"{whose} mix {values.height} {what} ({counts})")]
+    return [Problem(kind, f"{whose} mix {values.height} {what} ({counts})")]
 
 
 def _complete(rows: pl.DataFrame, columns: Mapping[str, type[pl.DataType]], problems: list[Problem]) -> pl.DataFrame:

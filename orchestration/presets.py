@@ -89,6 +89,40 @@ def cpu() -> SweepSpec:
     )
 
 
+def base() -> SweepSpec:
+    """The paper's main rows on a base-sized encoder (110M, as the paper's BERT-base), offline: all-mpnet-base-v2
+    (MPNet, 12 layers, hidden 768), installed by `python cli.py fetch-model mpnet-base` and pinned to its commit.
+    `python cli.py sweep --preset base` (SST-2, BadNets/LWP/EP, seed 0).
+
+    The paper's own setting: OpenBackdoor's attacks as in `cpu`, the paper's rates (retraining 2e-5,
+    distillation 5e-4, 25 times it), MBTSAD at alpha = beta = 1 unless `best_params` says otherwise, retraining
+    and distillation until clean dev accuracy stops improving (patience 2, at most 4 epochs), length 48 and the
+    `cpu` preset's three-candidate ratio searches. The rows are Tables I and II's main ones (None, CFT, TS-FT,
+    MBTSAD, Fine-Mixing, Fine-Purifying, STRIP, RAP); `--set 'defenses=[...]'` adds Table IV's ablations. A
+    base-sized trial costs about 5 times a MiniLM one on CPUs (docs/results/base/). The backdoored model must
+    pass claim (a) before its defences are worth running: run `--set 'defenses=[none]'` first and read its ASR.
+    """
+    return SweepSpec(
+        name="base",
+        model="mpnet-base",
+        datasets=("sst2",),
+        attack_profile="openbackdoor",
+        defenses=("none", "cft", "ts-ft", "mbtsad", "fine-mixing", "fine-purifying", "strip", "rap"),
+        augmentations=(),
+        training=TrainingSpec(
+            max_length=48,
+            attack=Stage(lr=2e-5),  # the epochs are the profile's
+            retrain=Stage(lr=2e-5, epochs=4, patience=2),
+            distil=Stage(lr=5e-4, epochs=4, patience=2),
+        ),
+        attack_settings={"lwp": {"train.epochs": 5}},
+        defense_settings={
+            "fine-mixing": {"rho_grid": [0.2, 0.5, 0.8]},
+            "fine-purifying": {"reset_grid": [0.3, 0.6, 0.9]},
+        },
+    )
+
+
 def smoke() -> SweepSpec:
     """Every cell of Tables I-IV for BadNets on 2,000 SST-2 sentences with a tiny BERT trained from scratch,
     for tests and the README: `python cli.py sweep` (about a minute and a half on 2 CPU cores).
@@ -120,7 +154,7 @@ def smoke() -> SweepSpec:
     )
 
 
-PRESETS: dict[str, Callable[[], SweepSpec]] = {"smoke": smoke, "cpu": cpu, "paper": paper}
+PRESETS: dict[str, Callable[[], SweepSpec]] = {"smoke": smoke, "cpu": cpu, "base": base, "paper": paper}
 
 
 def preset(name: str) -> SweepSpec:

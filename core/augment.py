@@ -342,20 +342,29 @@ def add_trigger(text: str, rng: np.random.Generator, *, trigger: str | Sequence[
 
 @dataclass(frozen=True, eq=False)
 class MaskedLM:
-    """A Hugging Face `*ForMaskedLM` model with its (WordPiece) tokenizer, and the vocabulary CWEA
-    never proposes: special tokens and everything not purely alphabetic, which covers [UNK],
-    [unused*], '##' continuation pieces, punctuation and numbers (a word is replaced by a word)."""
+    """A Hugging Face `*ForMaskedLM` model with its tokenizer, the word each vocabulary id stands for, and the
+    vocabulary CWEA never proposes: special tokens and every token that is not a whole word, purely alphabetic.
+
+    A whole word is a token with the tokenizer's word-start marker (none in WordPiece, whose '##' continuation
+    pieces are thereby left out; byte-level BPE's 'Ġ', dropped from the word), so [UNK], [unused*], pieces,
+    punctuation and numbers never replace a word. With byte-level BPE a text's first word (no space before it,
+    so only unmarked pieces fit there) is thus never replaced."""
 
     model: PreTrainedModel  # any *ForMaskedLM; put into eval mode by cwea
     tokenizer: PreTrainedTokenizerBase  # the model's tokenizer, with a mask token
+    words: tuple[str, ...] = field(init=False, repr=False)  # per vocabulary id: the token, its word-start marker cut
     banned: torch.Tensor = field(init=False, repr=False)  # bool per vocabulary id: never a substitute
 
     def __post_init__(self) -> None:
         import torch
 
         tokens = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+        probe = self.tokenizer.convert_ids_to_tokens(self.tokenizer(" a", add_special_tokens=False)["input_ids"])
+        marker = probe[-1][:-1] if probe and probe[-1].endswith("a") else ""  # "" WordPiece, "Ġ" byte-level BPE
         special = set(self.tokenizer.all_special_ids)
-        banned = [i in special or not token.isalpha() for i, token in enumerate(tokens)]
+        words = tuple(token.removeprefix(marker) if token.startswith(marker) else "" for token in tokens)
+        banned = [i in special or not word.isalpha() for i, word in enumerate(words)]
+        object.__setattr__(self, "words", words)
         object.__setattr__(self, "banned", torch.tensor(banned))
 
 
@@ -411,12 +420,12 @@ def _masked_query(text: _CweaText, index: int, mask_token: str, config: CweaConf
 def _logits_at(
     model: PreTrainedModel, inputs: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor
 ) -> torch.Tensor:
-    """A masked LM's logits at positions (rows, cols) alone: BERT's vocabulary head runs on those positions only
-    (on MiniLM it is about half a full forward pass), any other model runs whole."""
-    from transformers import BertForMaskedLM
+    """A masked LM's logits at positions (rows, cols) alone: a BERT, RoBERTa or MPNet vocabulary head runs on those
+    positions only (on MiniLM it is about half a full forward pass), any other masked LM runs whole."""
+    from core.mlm import MLM_HEADS, masked_lm_head
 
-    if isinstance(model, BertForMaskedLM):
-        return model.cls(model.bert(**inputs).last_hidden_state[rows, cols])
+    if model.config.model_type in MLM_HEADS:
+        return masked_lm_head(model)(model.base_model(**inputs).last_hidden_state[rows, cols])
     return model(**inputs).logits[rows, cols]
 
 
@@ -491,7 +500,7 @@ def cwea_batch(
             probs, banned = top.values.softmax(-1), masked_lm.banned[top.indices]
             for r, row in enumerate(rows):
                 text = active[chunk[row]]
-                candidates = tokenizer.convert_ids_to_tokens(top.indices[r].tolist())
+                candidates = [masked_lm.words[i] for i in top.indices[r].tolist()]
                 _substitute(text, text.words[step], candidates, probs[r], banned[r])
     return ["".join(s.parts) for s in states]
 

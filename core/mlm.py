@@ -1,9 +1,11 @@
 """A masked-LM head fitted on a frozen encoder, so CWEA can run on an encoder shipped without one.
 
-The offline default encoder (`core.models.default_encoder_dir()`, MiniLM-L6-H384) has no MLM head.
-`fit_mlm_head` wraps it in a `BertForMaskedLM` whose prediction head is trained on BERT-style masked
-tokens of the given texts while every encoder weight stays fixed. Caching the result is the caller's
-business; this module reads nothing but the encoder it is pointed at.
+The offline default encoder (`core.models.default_encoder_dir()`, MiniLM-L6-H384) and the base-sized
+MPNet (all-mpnet-base-v2) ship without an MLM head. `fit_mlm_head` wraps the encoder in its family's
+masked LM (`AutoModelForMaskedLM`: BERT, RoBERTa or MPNet, `MLM_HEADS`) whose prediction head is trained
+on BERT-style masked tokens of the given texts while every encoder weight stays fixed. Any other model
+type is refused by name. Caching the result is the caller's business; this module reads nothing but the
+encoder it is pointed at.
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.nn import functional as F
-from transformers import BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from core.batching import training_order
+
+# model_type -> the masked LM's head attribute: BertForMaskedLM.cls, RobertaForMaskedLM / MPNetForMaskedLM.lm_head;
+# each maps hidden states to vocabulary logits, its decoder tied to the word embeddings
+MLM_HEADS = {"bert": "cls", "roberta": "lm_head", "mpnet": "lm_head"}
 
 
 @dataclass(frozen=True)
@@ -54,14 +61,33 @@ def mask_tokens(
     return inputs, labels
 
 
+def _supported(config: PretrainedConfig, what: str) -> str:
+    """The config's model type, or a ValueError naming it and CWEA when no masked-LM head is known for it."""
+    model_type = config.model_type
+    if model_type not in MLM_HEADS:
+        raise ValueError(
+            f"CWEA's masked-LM head: model type {model_type!r} ({what}) is not supported; "
+            f"supported: {', '.join(MLM_HEADS)}"
+        )
+    return model_type
+
+
+def masked_lm_head(model: PreTrainedModel) -> nn.Module:
+    """The vocabulary head of a BERT, RoBERTa or MPNet masked LM, a map from hidden states to logits."""
+    head = getattr(model, MLM_HEADS[_supported(model.config, type(model).__name__)], None)
+    if head is None:
+        raise ValueError(f"CWEA's masked-LM head: {type(model).__name__} is not a masked LM (no head to apply)")
+    return head
+
+
 def masked_lm_loss(
-    model: BertForMaskedLM, *, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+    model: PreTrainedModel, *, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
 ) -> torch.Tensor:
     """Mean cross-entropy at the labelled positions, the encoder run without gradient."""
     with torch.no_grad():
-        hidden = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     chosen = labels != -100
-    return F.cross_entropy(model.cls(hidden[chosen]), labels[chosen])  # head only on masked positions
+    return F.cross_entropy(masked_lm_head(model)(hidden[chosen]), labels[chosen])  # head only on masked positions
 
 
 def pad_batch(rows: Sequence[Sequence[int]], *, pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,27 +99,33 @@ def pad_batch(rows: Sequence[Sequence[int]], *, pad_token_id: int) -> tuple[torc
     return input_ids, (torch.arange(input_ids.shape[1]) < lengths[:, None]).long()
 
 
-def _with_fresh_head(encoder: str | Path | PreTrainedModel, generator: torch.Generator) -> BertForMaskedLM:
-    """A BertForMaskedLM holding a copy of the encoder's weights and a head drawn from `generator`."""
+def _with_fresh_head(encoder: str | Path | PreTrainedModel, generator: torch.Generator) -> PreTrainedModel:
+    """The encoder family's masked LM holding a copy of the encoder's weights and a head drawn from `generator`."""
     # Building a model initialises weights from torch's global RNG; fork_rng restores its state after,
     # and the head is then drawn from our own generator, so the result depends on the seed alone.
     with torch.random.fork_rng(devices=[]):
         if isinstance(encoder, PreTrainedModel):
-            source = encoder.base_model  # a BertModel, also inside any BertFor* model
-            model = BertForMaskedLM(copy.deepcopy(source.config))
-            missing, _ = model.bert.load_state_dict(source.state_dict(), strict=False)  # pooler is unused
+            source = encoder.base_model  # the BertModel / RobertaModel / MPNetModel, also inside any *For* model
+            _supported(source.config, type(encoder).__name__)
+            model = AutoModelForMaskedLM.from_config(copy.deepcopy(source.config))
+            missing, _ = model.base_model.load_state_dict(source.state_dict(), strict=False)  # a pooler is unused
             if missing:
-                raise ValueError(f"encoder lacks weights {missing[:5]}: not a BERT encoder")
+                raise ValueError(f"encoder lacks weights {missing[:5]}: not a {source.config.model_type} encoder")
         else:
-            model = BertForMaskedLM.from_pretrained(encoder, use_safetensors=True)
-    head = model.cls.predictions
+            _supported(AutoConfig.from_pretrained(encoder), str(encoder))
+            model = AutoModelForMaskedLM.from_pretrained(encoder, use_safetensors=True)
+    tied = model.get_input_embeddings().weight
     std = model.config.initializer_range
     with torch.no_grad():  # BERT's own initialiser: N(0, initializer_range), zero bias, LayerNorm 1/0
-        head.transform.dense.weight.normal_(0.0, std, generator=generator)
-        head.transform.dense.bias.zero_()
-        head.transform.LayerNorm.weight.fill_(1.0)
-        head.transform.LayerNorm.bias.zero_()
-        head.bias.zero_()
+        for module in masked_lm_head(model).modules():  # in order: BERT's one draw is its transform's dense
+            if isinstance(module, nn.Linear):
+                if module.weight is not tied:  # the decoder is the word embedding table, which stays
+                    module.weight.normal_(0.0, std, generator=generator)
+                if module.bias is not None:
+                    module.bias.zero_()  # the decoder's bias is the head's output bias
+            elif isinstance(module, nn.LayerNorm):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
     return model
 
 
@@ -115,17 +147,17 @@ def fit_mlm_head(
     *,
     config: MlmHeadConfig,
     seed: int,
-) -> BertForMaskedLM:
-    """A BertForMaskedLM on a frozen copy of `encoder` (a folder or a BERT model) whose new head is
-    trained on masked tokens of `texts`; returned in eval mode. The decoder is tied to the frozen
-    word embeddings, so only the head's transform and output bias learn."""
+) -> PreTrainedModel:
+    """A masked LM (BERT, RoBERTa or MPNet) on a frozen copy of `encoder` (a folder or a model of that family)
+    whose new head is trained on masked tokens of `texts`; returned in eval mode. The decoder is tied to the
+    frozen word embeddings, so only the head's transform and output bias learn."""
     if not texts:
         raise ValueError("fit_mlm_head needs at least one text")
     generator = torch.Generator().manual_seed(seed)
     model = _with_fresh_head(encoder, generator)
-    model.bert.requires_grad_(False)
+    model.base_model.requires_grad_(False)
     model.eval()  # no dropout: the head learns on the same features it will see at inference
-    head_params = [p for p in model.cls.parameters() if p.requires_grad]
+    head_params = [p for p in masked_lm_head(model).parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(head_params, lr=config.lr)
     rows = tokenizer(list(texts), truncation=True, max_length=config.max_length)["input_ids"]
     special = torch.tensor(tokenizer.all_special_ids)

@@ -1,4 +1,5 @@
-"""CWEA's masked LM offline: an MLM head fitted on the frozen default encoder, cached in the artifact store."""
+"""CWEA's masked LM offline: an MLM head fitted on the frozen encoder (BERT, RoBERTa or MPNet), cached in the artifact
+store."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 import torch
-from transformers import BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from core.augment import MaskedLM
 from core.mlm import MlmHeadConfig, fit_mlm_head
@@ -53,4 +54,5 @@ def cached_masked_lm(
         tokenizer.save_pretrained(folder)
 
     folder = store.get_or_build("mlm-head", fields, build)
-    return MaskedLM(model=BertForMaskedLM.from_pretrained(folder, use_safetensors=True).eval(), tokenizer=tokenizer)
+    model = AutoModelForMaskedLM.from_pretrained(folder, use_safetensors=True)
+    return MaskedLM(model=model.eval(), tokenizer=tokenizer)

@@ -415,6 +415,27 @@ def test_fit_mlm_head_lowers_the_loss_and_freezes_the_encoder(sentences: list[st
     assert not any(p.requires_grad for p in fitted.bert.parameters()) and not fitted.training
 
 
+@pytest.mark.parametrize(
+    ("model_type", "sizes"),
+    [
+        ("distilbert", {"dim": 32, "hidden_dim": 64, "n_layers": 1, "n_heads": 2}),
+        ("gpt2", {"n_embd": 32, "n_layer": 1, "n_head": 2, "bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 0}),
+    ],
+)
+def test_fit_mlm_head_refuses_a_model_type_without_a_known_head(
+    model_type: str, sizes: dict, tokenizer, tmp_path: Path
+) -> None:
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), num_labels=2, **sizes)
+    classifier = AutoModelForSequenceClassification.from_config(config)
+    classifier.save_pretrained(tmp_path)
+    refused = f"CWEA's masked-LM head: model type '{model_type}' \\({{}}\\) is not supported; supported: bert, roberta"
+    for encoder, named in ((classifier, type(classifier).__name__), (tmp_path, re.escape(str(tmp_path)))):
+        with pytest.raises(ValueError, match=refused.format(named)):
+            fit_mlm_head(encoder, tokenizer, ["a fine film"], config=MlmHeadConfig(steps=1), seed=0)
+
+
 # -------------------------------------------------------------------------- datasets, registry, RNG
 
 

@@ -11,17 +11,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import MPNetConfig, MPNetForSequenceClassification, MPNetTokenizerFast
+import torch.nn.functional as F
+from torch import nn
+from transformers import MPNetConfig, MPNetForMaskedLM, MPNetForSequenceClassification, MPNetTokenizerFast
 
 from core.attacks import attack_config, run_attack, word_token_ids
+from core.augment import CweaConfig, MaskedLM, _logits_at, cwea_batch
 from core.batching import batches
 from core.data import Splits
 from core.defenses import DEFENSES, DefenseInputs
+from core.defenses import rap as rp
 from core.defenses.fine_mixing import mix_weights
 from core.defenses.fine_pruning import ffn_intermediate
+from core.defenses.fine_purifying import diagonal_fisher
+from core.defenses.reinit import reinitialize_last_layer
+from core.losses import layerwise_classification_loss
+from core.mlm import MlmHeadConfig, fit_mlm_head, mask_tokens, masked_lm_loss, pad_batch
 from core.models import ATTENTION, Classifier
 from core.poison import EP_TRIGGER
-from core.train import TrainConfig, classification_head, cross_entropy_term, fit
+from core.train import TrainConfig, classification_head, compute_losses, cross_entropy_term, fit, layerwise_term
 from orchestration.overrides import with_training
 
 MAX_LENGTH = 32
@@ -73,7 +81,7 @@ def tiny_mpnet(tokenizer: MPNetTokenizerFast, *, seed: int) -> Classifier:
 
 @pytest.fixture(scope="module")
 def suspect(tokenizer: MPNetTokenizerFast, splits: Splits) -> Classifier:
-    """The tiny RoBERTa fine-tuned for two epochs, so it predicts both labels."""
+    """The tiny MPNet fine-tuned for two epochs, so it predicts both labels."""
     classifier = tiny_mpnet(tokenizer, seed=0)
     config = TrainConfig(lr=3e-3, epochs=2, max_length=MAX_LENGTH, bf16=False)
     fit(classifier.model, tokenizer, splits.train, config=config, terms=(cross_entropy_term(),))
@@ -114,7 +122,7 @@ def test_a_trigger_is_one_wordpiece_wherever_it_stands(tokenizer: MPNetTokenizer
         word_token_ids(tokenizer, "zqxj")
 
 
-@pytest.mark.parametrize("name", ["badnets", "lwp", "ep"])
+@pytest.mark.parametrize("name", ["badnets", "lwp", "ep", "addsent"])
 def test_each_attack_trains_a_backdoor_into_a_copy(name: str, suspect: Classifier, splits: Splits) -> None:
     config = with_training(attack_config(name), batch_size=16, **QUICK)
     before = state(suspect.model)
@@ -179,3 +187,113 @@ def test_fine_mixing_pairs_every_mpnet_encoder_tensor(suspect: Classifier) -> No
 def test_fine_pruning_ranks_the_last_mpnet_layer(suspect: Classifier) -> None:
     model = copy.deepcopy(suspect.model)
     assert ffn_intermediate(model) is model.mpnet.encoder.layer[-1].intermediate
+
+
+def test_lwp_applies_the_shared_head_to_every_mpnet_hidden_state(suspect: Classifier, splits: Splits) -> None:
+    (batch,) = batches(suspect.tokenizer, splits.dev.subset(range(8)), batch_size=8, max_length=MAX_LENGTH)
+    model = suspect.model.eval()
+    head = classification_head(model)
+    seen: list[torch.Tensor] = []
+
+    def recording_head(states: torch.Tensor) -> torch.Tensor:
+        seen.append(states)
+        return head(states)
+
+    with torch.no_grad():
+        outputs = model(**batch.inputs, output_hidden_states=True)
+        layerwise_classification_loss(hidden_states=outputs.hidden_states, labels=batch.labels, head=recording_head)
+        expected = sum(F.cross_entropy(head(h), batch.labels) for h in outputs.hidden_states)
+        _, values = compute_losses(model, batch, (layerwise_term(),))
+    assert len(seen) == model.config.num_hidden_layers + 1  # the embedding output and each layer
+    assert all(a is b for a, b in zip(seen, outputs.hidden_states, strict=True))
+    torch.testing.assert_close(values["layerwise_ce"], expected)
+
+
+def test_reinitialization_resets_the_last_mpnet_layer_and_not_the_shared_position_bias(suspect: Classifier) -> None:
+    """MPNet's relative-position bias (`encoder.relative_attention_bias`) sits beside the layers and every layer
+    reads it, so resetting it would change the lower layers too: Reinitialization leaves it as trained."""
+    before = state(suspect.model)
+    model = reinitialize_last_layer(copy.deepcopy(suspect.model), seed=0)
+    changed = moved(model, before)
+    last = f"mpnet.encoder.layer.{model.config.num_hidden_layers - 1}."
+    assert changed == {name for name in before if name.startswith(last)}  # every tensor of the last layer, no other
+    assert {f"{last}attention.attn.q.weight", f"{last}attention.attn.o.weight", f"{last}output.dense.weight"} <= changed
+    assert "mpnet.encoder.relative_attention_bias.weight" not in changed
+    linears = [m for m in model.mpnet.encoder.layer[-1].modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 6 and all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in linears)
+
+
+def test_fine_purifying_fisher_on_mpnet_is_the_mean_of_one_at_a_time_squared_gradients(
+    suspect: Classifier, splits: Splits
+) -> None:
+    data = splits.train.subset(range(4))
+    names = [
+        "encoder.layer.1.attention.attn.q.weight",
+        "encoder.relative_attention_bias.weight",
+        "embeddings.word_embeddings.weight",
+    ]
+    fisher = diagonal_fisher(suspect, data, names=names, max_length=MAX_LENGTH, batch_size=3)  # 3 padded + 1
+    assert len(set(map(len, data.texts))) == 4
+    model = copy.deepcopy(suspect.model).eval()
+    params = dict(model.base_model.named_parameters())
+    squares = {name: torch.zeros_like(params[name]) for name in names}
+    for text, label in zip(data.texts, data.labels, strict=True):
+        model.zero_grad()
+        encoded = suspect.tokenizer(text, return_tensors="pt", truncation=True, max_length=MAX_LENGTH)
+        F.cross_entropy(model(**encoded).logits, torch.tensor([label])).backward()
+        for name in names:
+            squares[name] += params[name].grad ** 2 / len(data)
+    for name in names:
+        assert squares[name].any(), name
+        torch.testing.assert_close(fisher[name], squares[name], rtol=1e-4, atol=1e-12)
+
+
+def test_rap_trains_only_its_row_of_mpnet_word_embeddings(suspect: Classifier, splits: Splits) -> None:
+    config = rp.RapConfig(train=dataclasses.replace(rp.RAP_TRAIN, epochs=1, max_length=MAX_LENGTH, bf16=False))
+    before = state(suspect.model)
+    trained = rp.train_rap_word(suspect, splits.dev.subset(range(16)), config=config, seed=0)
+    (row,) = word_token_ids(suspect.tokenizer, config.word)
+    embeddings = "mpnet.embeddings.word_embeddings.weight"
+    assert moved(trained.model, before) == {embeddings}
+    after = trained.model.state_dict()[embeddings]
+    assert (after != before[embeddings]).any(dim=1).nonzero().flatten().tolist() == [row]
+    torch.testing.assert_close(after[row].norm(), before[embeddings][row].norm())
+
+
+def test_cwea_masked_lm_head_fits_on_the_frozen_mpnet_and_proposes_words(suspect: Classifier, splits: Splits) -> None:
+    tokenizer = suspect.tokenizer
+
+    def fitted(steps: int) -> MPNetForMaskedLM:
+        config = MlmHeadConfig(steps=steps, batch_size=8, lr=0.1, max_length=MAX_LENGTH)
+        return fit_mlm_head(suspect.model, tokenizer, splits.train.texts, config=config, seed=0)
+
+    untrained, model = fitted(0), fitted(15)
+    assert isinstance(model, MPNetForMaskedLM) and not model.training
+    encoder = suspect.model.mpnet.state_dict()
+    assert model.mpnet.state_dict().keys() == encoder.keys()
+    assert all(torch.equal(model.mpnet.state_dict()[name], value) for name, value in encoder.items())
+    assert model.lm_head.decoder.weight is model.mpnet.embeddings.word_embeddings.weight  # tied, frozen
+    rows = tokenizer(list(splits.dev.texts), truncation=True, max_length=MAX_LENGTH)["input_ids"]
+    input_ids, attention_mask = pad_batch(rows, pad_token_id=tokenizer.pad_token_id)
+    inputs, labels = mask_tokens(
+        input_ids,
+        maskable=attention_mask.bool() & ~torch.isin(input_ids, torch.tensor(tokenizer.all_special_ids)),
+        mask_token_id=tokenizer.mask_token_id,
+        vocab_size=len(tokenizer),
+        mask_prob=0.15,
+        generator=torch.Generator().manual_seed(1),
+    )
+    with torch.no_grad():
+        losses = [
+            masked_lm_loss(m, input_ids=inputs, attention_mask=attention_mask, labels=labels).item()
+            for m in (untrained, model)
+        ]
+        assert losses[1] < losses[0] - 0.5, losses
+        encoded = dict(tokenizer(["a <mask> film", "the <mask> is fine and <mask>"], padding=True, return_tensors="pt"))
+        at = (encoded["input_ids"] == tokenizer.mask_token_id).nonzero()
+        full = model(**encoded).logits[at[:, 0], at[:, 1]]
+        torch.testing.assert_close(_logits_at(model, encoded, at[:, 0], at[:, 1]), full)
+    texts = list(splits.dev.texts[:8])
+    masked_lm, config = MaskedLM(model, tokenizer), CweaConfig(max_tokens=MAX_LENGTH)
+    augmented = cwea_batch(texts, np.random.default_rng(0), masked_lm=masked_lm, config=config)
+    assert augmented != texts and all(len(a.split()) == len(t.split()) for a, t in zip(augmented, texts, strict=True))

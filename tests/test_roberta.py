@@ -11,15 +11,17 @@ import numpy as np
 import pytest
 import torch
 from tokenizers import ByteLevelBPETokenizer
-from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizerFast
+from transformers import RobertaConfig, RobertaForMaskedLM, RobertaForSequenceClassification, RobertaTokenizerFast
 
 from core.attacks import attack_config, run_attack, word_token_ids
+from core.augment import CweaConfig, MaskedLM, _logits_at, cwea_batch
 from core.batching import batches
 from core.data import Splits
 from core.defenses import DEFENSES, DefenseInputs
 from core.defenses.fine_mixing import mix_weights
 from core.defenses.fine_pruning import ffn_intermediate
 from core.defenses.rap import RAP_WORD
+from core.mlm import MlmHeadConfig, fit_mlm_head, mask_tokens, masked_lm_loss, pad_batch
 from core.models import ATTENTION, Classifier
 from core.poison import BADNETS_TRIGGERS, EP_TRIGGER, LWP_TRIGGERS
 from core.train import TrainConfig, classification_head, cross_entropy_term, fit
@@ -189,3 +191,47 @@ def test_fine_mixing_pairs_every_roberta_encoder_tensor(suspect: Classifier) -> 
 def test_fine_pruning_ranks_the_last_roberta_layer(suspect: Classifier) -> None:
     model = copy.deepcopy(suspect.model)
     assert ffn_intermediate(model) is model.roberta.encoder.layer[-1].intermediate
+
+
+def test_cwea_masked_lm_head_fits_on_the_frozen_roberta_and_proposes_whole_words(
+    suspect: Classifier, splits: Splits
+) -> None:
+    tokenizer = suspect.tokenizer
+
+    def fitted(steps: int) -> RobertaForMaskedLM:
+        config = MlmHeadConfig(steps=steps, batch_size=8, lr=0.1, max_length=MAX_LENGTH)
+        return fit_mlm_head(suspect.model, tokenizer, splits.train.texts, config=config, seed=0)
+
+    untrained, model = fitted(0), fitted(40)
+    assert isinstance(model, RobertaForMaskedLM) and not model.training
+    encoder = suspect.model.roberta.state_dict()
+    assert model.roberta.state_dict().keys() == encoder.keys()
+    assert all(torch.equal(model.roberta.state_dict()[name], value) for name, value in encoder.items())
+    assert model.lm_head.decoder.weight is model.roberta.embeddings.word_embeddings.weight  # tied, frozen
+    rows = tokenizer(list(splits.dev.texts), truncation=True, max_length=MAX_LENGTH)["input_ids"]
+    input_ids, attention_mask = pad_batch(rows, pad_token_id=tokenizer.pad_token_id)
+    inputs, labels = mask_tokens(
+        input_ids,
+        maskable=attention_mask.bool() & ~torch.isin(input_ids, torch.tensor(tokenizer.all_special_ids)),
+        mask_token_id=tokenizer.mask_token_id,
+        vocab_size=len(tokenizer),
+        mask_prob=0.15,
+        generator=torch.Generator().manual_seed(1),
+    )
+    with torch.no_grad():
+        losses = [
+            masked_lm_loss(m, input_ids=inputs, attention_mask=attention_mask, labels=labels).item()
+            for m in (untrained, model)
+        ]
+        assert losses[1] < losses[0] - 0.5, losses
+        encoded = dict(tokenizer(["a <mask> film", "the <mask> is fine and <mask>"], padding=True, return_tensors="pt"))
+        at = (encoded["input_ids"] == tokenizer.mask_token_id).nonzero()
+        full = model(**encoded).logits[at[:, 0], at[:, 1]]
+        torch.testing.assert_close(_logits_at(model, encoded, at[:, 0], at[:, 1]), full)
+    masked_lm, config = MaskedLM(model, tokenizer), CweaConfig(max_tokens=MAX_LENGTH)
+    spaced, first = tokenizer.convert_tokens_to_ids(["Ġthe", "the"])
+    assert masked_lm.words[spaced] == "the" and not masked_lm.banned[spaced]  # a word after a space: proposed
+    assert masked_lm.banned[first]  # no space before it: a piece inside a word (or a text's first word)
+    texts = list(splits.dev.texts[:8])
+    augmented = cwea_batch(texts, np.random.default_rng(0), masked_lm=masked_lm, config=config)
+    assert augmented != texts and all(len(a.split()) == len(t.split()) for a, t in zip(augmented, texts, strict=True))

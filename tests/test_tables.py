@@ -24,7 +24,7 @@ from tables.load import ResultsError
 
 DATA = Path(__file__).parent / "data"
 SCHEMA = TRIAL_SCHEMA  # what the sweep writes (docs/results-schema.md) is what the tables are fed
-TS_DEFENSES = {"ts-ft", "mbtsad", "mbtsad-no-att", "mbtsad-no-hid", "cd"}
+TS_DEFENSES = {"ts-ft", "mbtsad", "mbtsad-no-att", "mbtsad-no-hid", "cd", "mbtsad-cft-teacher"}
 TABLE2_DEFENSES = ("none", "cft", "reinit", "fine-pruning", "ts-ft", "mbtsad", "fine-mixing", "fine-purifying")
 # The cells the bold rule (best among the defenses, None excluded) picks from the paper's Table II numbers.
 PAPER_BOLD = {
@@ -126,10 +126,12 @@ def test_paper_table2_as_single_seeds_reproduces_its_cells_and_bold(tmp_path: Pa
     assert [block.label for block in table2.blocks] == ["BadNets", "LWP", "EP"]
     columns = [(dataset, metric) for dataset in ("sst2", "imdb") for metric in ("cacc", "asr")]
     for block, attack in zip(table2.blocks, ("badnets", "lwp", "ep"), strict=True):
-        for line, defense in zip(block.lines, TABLE2_DEFENSES, strict=True):
+        *paper_lines, nad = block.lines  # the paper's rows, then NAD, which the paper has not
+        for line, defense in zip(paper_lines, TABLE2_DEFENSES, strict=True):
             for cell, (dataset, metric) in zip(line.cells, columns, strict=True):
                 assert f"{cell.stat.mean:.2f}" == f"{paper_table2[attack, defense, dataset][metric]:.2f}"
                 assert cell.bold == ((attack, defense, dataset, metric) in PAPER_BOLD), (attack, defense, metric)
+        assert nad.label == "NAD" and all(cell.stat is None and not cell.bold for cell in nad.cells)
     tex = lines(report, "table2.tex")
     assert r"BadNets & None\textsuperscript{a} & 91.32 & 89.88 & 93.48 & 89.94 \\" in tex
     assert r" & CFT\textsuperscript{c} & \textbf{91.82} & 65.02 & 93.18 & 85.77 \\" in tex
@@ -328,6 +330,19 @@ def full_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, Path]:
     return write_tables(run, out), out
 
 
+def test_nad_is_a_table2_row_and_mbtsad_with_the_cft_teacher_a_table4_row(full_grid: tuple[Report, Path]) -> None:
+    report, _ = full_grid
+    table2, table4 = report.grids[1], report.grids[3]
+    assert [line.label for line in table2.blocks[0].lines][-1] == "NAD"
+    assert [line.label for line in table4.blocks[0].lines][-1] == "MBTSAD-CFT-teacher"
+    for grid, label in ((table2, "NAD"), (table4, "MBTSAD-CFT-teacher")):
+        (line,) = [line for line in grid.blocks[1].lines if line.label == label]
+        assert all(cell.stat is not None and cell.stat.n == 3 for cell in line.cells)
+    markdown = "\n".join(lines(report, "tables.md"))
+    assert "|  | NADᵉ | 89.12 ± 3.61 |" in markdown and "|  | MBTSAD-CFT-teacherᶜ | **89.12 ± 3.61** |" in markdown
+    assert "Neural Attention Distillation (Li et al., 2021), not in the paper" in markdown
+
+
 def test_full_grid_writes_every_output_atomically(full_grid: tuple[Report, Path]) -> None:
     report, out = full_grid
     names = {path.relative_to(out).as_posix() for path in report.files}
@@ -401,13 +416,17 @@ def test_paired_comparison_differences_mbtsad_and_each_baseline_seed_by_seed(tmp
             trial("mbtsad", seed=seed, asr=ours, cacc=85.0),
             trial("fine-mixing", seed=seed, asr=mixing, cacc=86.0 + seed),
             trial("ts-ft", seed=seed, asr=teacher, cacc=85.5),
+            trial("nad", seed=seed, asr=ours + 30.0, cacc=84.0),
+            trial("mbtsad-cft-teacher", seed=seed, asr=ours + seed, cacc=85.0),
             trial("aug-ft", seed=seed, asr=99.0, augmentation="eda"),  # not a baseline of the comparison
         ]
     write_trials(tmp_path / "run", rows)
     report = write_tables(tmp_path / "run", tmp_path / "out")
     summary = pl.read_csv(tmp_path / "out" / "paired.csv")
-    assert summary["baseline"].to_list() == ["fine-mixing", "fine-purifying", "ts-ft"]
-    mixing, purifying, teacher = summary.iter_rows(named=True)
+    assert summary["baseline"].to_list() == ["fine-mixing", "fine-purifying", "ts-ft", "nad", "mbtsad-cft-teacher"]
+    mixing, purifying, teacher, nad, cft_teacher = summary.iter_rows(named=True)
+    assert (nad["seeds"], nad["d_asr_mean"], nad["d_cacc_mean"], nad["mbtsad_lower_asr"]) == (3, -30.0, 1.0, 3)
+    assert cft_teacher["d_asr_seeds"] == "0: +0.00; 1: -1.00; 2: -2.00" and cft_teacher["mbtsad_lower_asr"] == 2
     assert mixing["seeds"] == 3 and mixing["d_asr_mean"] == pytest.approx(-20 / 3)  # -10, +5, -15
     assert mixing["d_asr_std"] == pytest.approx(10.408, abs=1e-3) and mixing["mbtsad_lower_asr"] == 2
     assert (mixing["d_asr_min"], mixing["d_asr_max"]) == (-15.0, 5.0)
@@ -469,3 +488,23 @@ def test_wall_time_per_row_sums_the_trials_minutes(tmp_path: Path) -> None:
     text = (tmp_path / "out" / "wall.md").read_text()
     assert "| SST-2 | aug-ft (EDA) | 1 | 0.5 | 0.5 |" in text
     assert "| SST-2 | all | 5 | 37.0 | |" in text
+
+
+def test_model_size_verdict_pairs_each_models_seeds(tmp_path: Path) -> None:
+    """tables/model_size.py: per-model seed means and paired MBTSAD-minus-baseline differences beside the paper."""
+    from tables.model_size import model_size_markdown, read_rows
+
+    def row(defense: str, seed: int, asr: float, augmentation: str | None = None) -> dict[str, object]:
+        return {"dataset": "sst2", "attack": "badnets", "defense": defense, "augmentation": augmentation,
+                "seed": seed, "status": "ok", "cacc": 90.0 - seed, "asr": asr, "clean_flip": 10.0}
+
+    rows = [row("none", s, 99.0) for s in (0, 1)] + [row("mbtsad", 0, 20.0, "ts"), row("mbtsad", 1, 40.0, "ts")]
+    rows += [row("ts-ft", 0, 30.0, "ts"), row("ts-ft", 1, 35.0, "ts"), row("fine-mixing", 0, 25.0)]
+    folder = tmp_path / "rows"
+    folder.mkdir()
+    pl.DataFrame(rows).write_parquet(folder / "a.parquet")
+    text = model_size_markdown({"small": read_rows(folder)})
+    assert "| BadNets | (b) MBTSAD ASR | 30.00 ± 14.14 (2) | 9.65 |" in text
+    assert "| BadNets | (c) paired MBTSAD − ts-ft ΔASR | -2.50, lower in 1 of 2 | -23.73 |" in text
+    assert "| BadNets | (g) paired MBTSAD − fine-mixing ΔASR | -5.00, lower in 1 of 1 | -6.14 |" in text
+    assert "| LWP | (a) M_b ASR | — | 94.41 |" in text

@@ -120,23 +120,38 @@ def attack(obj: dict[str, Any], **options: Any) -> None:
     say(f"saved the backdoored model to {built.folder}")
 
 
+_attack_option = click.option("--attack", help="Score ASR with this attack's trigger (default: the model card's).")
+_trigger_option = click.option(
+    "--trigger",
+    "triggers",
+    multiple=True,
+    help="Score ASR with these words instead, one drawn per sentence (repeatable), e.g. a suspected trigger.",
+)
+
+
 @cli.command(short_help="Purify or guard a suspect model with a named defence; CACC and ASR before and after.")
-@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("suspect", metavar="MODEL")
 @click.option("--method", default="mbtsad", show_default=True, help="A defence name (see `cli.py defenses`).")
 @click.option("--clean", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Your clean data file.")
 @click.option("--dev", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Clean dev file.")
 @click.option("--test", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Clean test file.")
 @click.option("--dataset", help="Instead of --clean: take D_c as a share of this dataset's training set.")
 @click.option("--fraction", type=float, default=0.2, show_default=True, help="r, the share of training data in D_c.")
-@click.option("--attack", help="Score ASR with this attack's trigger (default: the model card's).")
+@_attack_option
+@_trigger_option
 @click.option("--pretrained", help="Pre-trained weights for fine-mixing / fine-purifying: folder, hub id or `minilm`.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @_common_training
 @click.pass_obj
 def defend(obj: dict[str, Any], **options: Any) -> None:
-    """Purify (or guard) a suspect model with a named defence; write the model and a JSON report."""
+    """Purify (or guard) a suspect model with a named defence; write the model and a JSON report.
+
+    MODEL is a model folder or a Hugging Face hub id, org/name[@REVISION] (pinned to its commit, safetensors
+    only, from the local cache offline). The report and the purified model's card name its repo and commit
+    (a folder: its path and weights' sha256). Without a known trigger the scores are CACC and the clean flip.
+    """
     from core.defenses import get_defense
-    from orchestration.evaluation import scores_table
+    from orchestration.evaluation import NO_TRIGGER, scores_table
     from orchestration.purify import REPORT, purify_model
 
     method = options["method"]
@@ -146,29 +161,28 @@ def defend(obj: dict[str, Any], **options: Any) -> None:
         raise click.UsageError("give --clean FILE (your clean data) or --dataset NAME (a share of its training set)")
     done = purify_model(**_trained(options), data_dir=obj["data_dir"], console=console)
     console.print(scores_table(f"{method} (test set)", {"before": done.before, "after": done.after}))
+    if done.before.asr is None:
+        say(f"ASR: {NO_TRIGGER}")
     say(f"wrote {options['out'] / REPORT}" + (" and the purified model" if done.purified else ""))
 
 
 @cli.command(name="evaluate")
-@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("model", metavar="MODEL")
 @click.option("--dataset", default="sst2", show_default=True, help="Test set of this dataset, unless --test.")
 @click.option("--test", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A clean test file.")
-@click.option("--attack", help="Score ASR with this attack's trigger (default: the model card's).")
-@click.option(
-    "--trigger",
-    "triggers",
-    multiple=True,
-    help="Score ASR with these words instead, one drawn per sentence (repeatable), e.g. a suspected trigger.",
-)
+@_attack_option
+@_trigger_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the trigger positions.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the scores here.")
 @click.pass_obj
 def evaluate_command(obj: dict[str, Any], **options: Any) -> None:
-    """CACC and ASR (when a trigger is known) of a model folder."""
-    from orchestration.evaluation import evaluate_model, scores_table
+    """CACC and ASR (when a trigger is known) of a model: a folder or a hub id, org/name[@REVISION]."""
+    from orchestration.evaluation import NO_TRIGGER, evaluate_model, scores_table
 
     evaluation = evaluate_model(**options, data_dir=obj["data_dir"])
-    console.print(scores_table(f"{options['model_dir']}", {"model": evaluation}))
+    console.print(scores_table(f"{options['model']}", {"model": evaluation}))
+    if evaluation.asr is None:
+        say(f"ASR: {NO_TRIGGER}")
 
 
 @cli.command(short_help="BadNets, then CFT and MBTSAD, side by side without Ray (1.5 min on 2 CPUs).")
@@ -416,37 +430,24 @@ def sweep(
     help="Score only these (repeatable; default: all of B: ts, eda, aeda, cwea, add_trig).",
 )
 @click.option("--points", type=int, default=300, show_default=True, help="At most this many t-SNE points per group.")
+@click.option("--suspect", help="Score this model instead of the spec's M_b: a folder or a hub id org/name[@REVISION].")
 @click.pass_obj
 @_takes_spec
-def select_aug(
-    spec: Any,
-    address: str | None,
-    run_dir: Path | None,
-    augmentations: tuple[str, ...],
-    points: int,
-) -> None:
+def select_aug(spec: Any, run_dir: Path | None, augmentations: tuple[str, ...], **options: Any) -> None:
     """Eq. 9: M_b's mean cross-entropy on each augmented clean set, the argmax, and Fig. 3's t-SNE pictures.
 
     One parallel Ray task per (dataset, attack, seed, augmentation) of the spec. Writes
     RUN_DIR/select_aug/<dataset>-<attack>-<augmentation>-<seed>.parquet and .png, and RUN_DIR/select_aug.json.
+    With --suspect, M_b is that model for every (dataset, seed) (attack `suspect` in the rows; CWEA's masked LM
+    is still the spec's model's): eq. 9's augmentation for your own model, its source in select_aug.json.
     """
     from orchestration.search import run_select_aug
-    from orchestration.select_aug import AUGMENTATION_SET
+    from orchestration.select_aug import AUGMENTATION_SET, selection_table
 
-    outcome = run_select_aug(
-        spec,
-        run_dir or Path("runs") / spec.name,
-        augmentations=augmentations or AUGMENTATION_SET,
-        points=points,
-        address=address,
-    )
+    folder = run_dir or Path("runs") / spec.name
+    outcome = run_select_aug(spec, folder, augmentations=augmentations or AUGMENTATION_SET, **options)
     for key, entry in outcome.summary.items():
-        table = Table(title=f"eq. 9 on {key} (mean cross-entropy of M_b, batch 16)")
-        table.add_column("augmentation")
-        table.add_column("mean CE", justify="right")
-        for name, ce in entry["mean_ce"].items():
-            table.add_row(name, f"[bold]{ce:.4f}[/]" if name == entry["selected"] else f"{ce:.4f}")
-        console.print(table)
+        console.print(selection_table(key, entry))
         console.print(f"selected: {entry['selected']}")
     say(
         f"{len(outcome.scores)} scores and pictures in {outcome.run_dir / 'select_aug'} in {outcome.wall_s:.0f} s; "

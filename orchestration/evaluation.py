@@ -1,5 +1,5 @@
-"""Scoring a model folder (`cli.py evaluate`): the trigger ASR is scored with, the test set cut as the model's
-attack cut it, and CACC, ASR and the clean flip as a report and a terminal table."""
+"""Scoring a model, by folder or hub id (`cli.py evaluate`): the trigger ASR is scored with, the test set cut as the
+model's attack cut it, and CACC, ASR and the clean flip as a report and a terminal table."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from core.data import TextDataset, first_words, load_splits, read_labelled_file
 from core.evaluate import Evaluation, evaluate
 from core.models import Classifier
 from core.poison import PoisonConfig, poisoned_split
+from orchestration.hub import model_source
 from orchestration.model_files import load_model_folder
 from orchestration.store import write_atomic
+
+NO_TRIGGER = "no trigger known (no card of ours names one): ASR needs --attack NAME or --trigger WORD"
 
 
 def scores_table(title: str, rows: Mapping[str, Evaluation]) -> Table:
@@ -34,13 +37,19 @@ def write_json(path: Path, payload: Mapping[str, Any]) -> None:
     write_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
 
 
-def known_trigger(attack: str | None, card: Mapping[str, Any]) -> PoisonConfig | None:
-    """The trigger to score ASR with: a named attack's defaults, else the model card's, else none."""
+def known_trigger(
+    card: Mapping[str, Any], *, attack: str | None = None, triggers: Sequence[str] = ()
+) -> PoisonConfig | None:
+    """The trigger to score ASR with: `triggers` (BadNets-style insertion, one drawn per sentence), else a named
+    attack's defaults, else the model card's, else none; toward the card's target (else label 1)."""
+    poison = None
     if attack:
-        return PoisonConfig(attack=attack, target=card.get("poison", {}).get("target", 1))
-    if "poison" in card:
-        return PoisonConfig(**{**card["poison"], "triggers": tuple(card["poison"]["triggers"])})
-    return None
+        poison = PoisonConfig(attack=attack, target=card.get("poison", {}).get("target", 1))
+    elif "poison" in card:
+        poison = PoisonConfig(**{**card["poison"], "triggers": tuple(card["poison"]["triggers"])})
+    if triggers:
+        return PoisonConfig(attack="badnets", triggers=tuple(triggers), target=poison.target if poison else 1)
+    return poison
 
 
 def score(
@@ -58,7 +67,7 @@ def cut_as_built(data: TextDataset, card: Mapping[str, Any]) -> TextDataset:
 
 
 def evaluate_model(
-    model_dir: Path,
+    model: str | Path,
     *,
     dataset: str = "sst2",
     test: Path | None = None,
@@ -68,14 +77,12 @@ def evaluate_model(
     data_dir: Path | None = None,
     json_out: Path | None = None,
 ) -> Evaluation:
-    """A model folder's scores on a clean test file or a named dataset's test set; ASR with the trigger of
-    `attack`, of `triggers` (BadNets-style insertion, one drawn per sentence) or of the model's card.
-    With `json_out`, the percents are written there too."""
-    classifier, card = load_model_folder(model_dir)
+    """A model's scores (a folder, or a hub id as `orchestration.hub.model_source` reads it) on a clean test file
+    or a named dataset's test set; ASR with the trigger `known_trigger` finds (none: ASR is None). With
+    `json_out`, the percents are written there too."""
+    classifier, card = load_model_folder(model_source(model)[0])
     test_set = read_labelled_file(test) if test else cut_as_built(load_splits(dataset, data_dir).test, card)
-    poison = known_trigger(attack, card)
-    if triggers:  # toward the card's (or the attack's) target
-        poison = PoisonConfig(attack="badnets", triggers=tuple(triggers), target=poison.target if poison else 1)
+    poison = known_trigger(card, attack=attack, triggers=triggers)
     evaluation = score(classifier, test_set, poison, seed=seed)
     if json_out:
         write_json(json_out, evaluation.percents())

@@ -3,7 +3,9 @@
 A sweep's driver pins an id to the commit its revision names once (`resolve_model`), and the spec carries
 `org/name@<commit>`, so every node loads the same weights and a result names them. Only safetensors
 weights, configs and tokenizer files are fetched, into the local Hugging Face cache (`HF_HUB_CACHE`);
-offline (`HF_HUB_OFFLINE=1`) an id loads from that cache or fails saying how to fetch it.
+offline (`HF_HUB_OFFLINE=1`) an id loads from that cache or fails saying how to fetch it. A suspect model
+(`defend`, `evaluate`, `select-aug --suspect`) is named either way too (`open_suspect`), and its source
+(repo and commit, or folder and weights digests) goes into the report and the purified model's card.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
 from core.models import Classifier, ModelFileError, named_classifier
+from orchestration.model_files import load_model_folder, weights_sha256
 from orchestration.packaged_models import PACKAGED_MODELS
 
 BUILTIN_MODELS = ("tiny", "minilm")  # named_classifier's own models, neither a folder nor a hub id
@@ -96,3 +100,40 @@ def model_folder(name: str) -> Path:
 def open_classifier(name: str, *, seed: int, data_dir: str | Path | None = None) -> Classifier:
     """`core.models.named_classifier`, with a hub id loaded from its snapshot folder."""
     return named_classifier(name if name in BUILTIN_MODELS else model_folder(name), seed=seed, data_dir=data_dir)
+
+
+def model_source(name: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The folder of a trained model named by folder or hub id, and where it came from: a hub model's repo, the
+    revision asked for and the commit it names (resolved once; its snapshot folder is that commit's), or a
+    folder's absolute path."""
+    if (hub := hub_model(name)) is not None:
+        folder = fetch(hub)
+        return folder, {"repo": hub.repo, "revision": hub.revision, "commit": folder.name}
+    folder = Path(name).resolve()
+    if not folder.is_dir():
+        raise ModelFileError(name, "neither a model folder nor a hub id (org/name or org/name@REVISION)")
+    return folder, {"folder": str(folder)}
+
+
+def pinned_name(source: dict[str, Any]) -> str:
+    """A `model_source` as a name every node loads the same weights from: `repo@commit`, or the folder's path."""
+    return f"{source['repo']}@{source['commit']}" if "repo" in source else source["folder"]
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """A suspect model opened by folder or hub id, with its card and where its weights came from."""
+
+    classifier: Classifier
+    card: dict[str, Any]  # our card beside the weights (`mbtsad.json`); {} for a model from elsewhere
+    source: dict[str, Any]  # `model_source`'s, and a folder's weights' sha256 by file name
+
+
+def open_suspect(name: str | Path) -> Suspect:
+    """A suspect classifier by folder or hub id (`org/name[@REVISION]`: pinned to its commit, safetensors only,
+    offline from the local cache when it is there), its card and its source."""
+    folder, source = model_source(name)
+    classifier, card = load_model_folder(folder)
+    if "folder" in source:
+        source["weights"] = weights_sha256(folder)
+    return Suspect(classifier=classifier, card=card, source=source)

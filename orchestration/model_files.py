@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.models import Classifier, load_classifier
+from core.models import Classifier, load_classifier, sha256_of
 from orchestration.store import publish_folder
 
 CARD = "mbtsad.json"  # provenance beside the weights: attack, trigger, target, scores
@@ -33,6 +33,13 @@ def read_card(folder: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def weights_sha256(folder: Path) -> dict[str, str]:
+    """The sha256 of each weights file of a model folder, by file name: what a purified model's card records of a
+    suspect read from a folder."""
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model.bin"))
+    return {file.name: sha256_of(file) for file in files}
 
 
 def load_model_folder(folder: Path) -> tuple[Classifier, dict[str, Any]]:

@@ -1,10 +1,11 @@
-"""Purifying (or guarding) a suspect model folder with a named defence (`cli.py defend`): the defender's clean
-data, scores before and after, the purified model with its card, and a JSON report."""
+"""Purifying (or guarding) a suspect model, by folder or hub id, with a named defence (`cli.py defend`): the
+defender's clean data, scores before and after, the purified model with its card, and a JSON report; both
+name the suspect's source (repo and commit, or folder and weights digests)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,9 @@ from core.data import (
 )
 from core.defenses import DefenseInputs, get_defense
 from core.evaluate import Evaluation
-from orchestration.evaluation import cut_as_built, known_trigger, score, write_json
-from orchestration.hub import open_classifier, resolve_model
-from orchestration.model_files import load_model_folder, save_classifier
+from orchestration.evaluation import NO_TRIGGER, cut_as_built, known_trigger, score, write_json
+from orchestration.hub import open_classifier, open_suspect, resolve_model
+from orchestration.model_files import save_classifier
 from orchestration.overrides import apply_overrides, with_training
 from orchestration.progress import training_progress
 
@@ -82,7 +83,7 @@ class Purification:
 
 
 def purify_model(
-    model_dir: Path,
+    suspect: str | Path,
     *,
     out: Path,
     method: str = "mbtsad",
@@ -92,6 +93,7 @@ def purify_model(
     dataset: str | None = None,
     fraction: float = 0.2,
     attack: str | None = None,
+    triggers: Sequence[str] = (),
     pretrained: str | None = None,
     seed: int = 0,
     training: Mapping[str, Any] | None = None,
@@ -99,50 +101,59 @@ def purify_model(
     data_dir: Path | None = None,
     console: Console | None = None,
 ) -> Purification:
-    """Run defence `method` on the suspect in `model_dir` with the defender's clean data (`clean` [, `dev`,
-    `test`] files, or the share `fraction` of `dataset`'s training set), and score it before and after on the
-    clean test set and, with a trigger (`attack`'s, else the model card's), its triggered copy.
+    """Run defence `method` on `suspect` (a folder, or a hub id `org/name[@REVISION]` pinned to its commit) with
+    the defender's clean data (`clean` [, `dev`, `test`] files, or the share `fraction` of `dataset`'s training
+    set), and score it before and after on the clean test set and, with a trigger (`triggers`, else `attack`'s,
+    else the model card's; `orchestration.evaluation.known_trigger`), its triggered copy. Without one the
+    defence still runs, and the report gives CACC and the clean flip and says what ASR needs.
 
-    A purifying defence saves the purified model in `out` (its card: the suspect's, the defence and the
-    scores after); every defence writes `out/report.json`. `training` and `overrides` set the defence's
-    config as in `orchestration.backdoor.build_backdoored_model`; `pretrained` names w_pre for the defences
-    that need it (a folder, a hub id or minilm).
+    A purifying defence saves the purified model in `out` (its card: the suspect's card if it has one of ours,
+    the suspect's source, the defence and the scores after); every defence writes `out/report.json`.
+    `training` and `overrides` set the defence's config as in `orchestration.backdoor.build_backdoored_model`;
+    `pretrained` names w_pre for the defences that need it (a folder, a hub id or minilm).
     """
     defense = get_defense(method)
     config = apply_overrides(with_training(defense.default_config(), **(training or {})), overrides or {})
     if defense.needs_pretrained and not pretrained:
         raise ValueError(f"{method} needs the pre-trained weights w_pre: name a folder, a hub id or minilm")
-    suspect, card = load_model_folder(model_dir)
+    opened = open_suspect(suspect)
+    card = opened.card
     splits = defender_splits(
         clean=clean, dev=dev, test=test, dataset=dataset, fraction=fraction, seed=seed, data_dir=data_dir, card=card
     )
-    poison = known_trigger(attack, card)
+    poison = known_trigger(card, attack=attack, triggers=triggers)
+    pinned = None if not pretrained else resolve_model(pretrained)  # a hub id resolved to its commit once
     inputs = DefenseInputs(
-        suspect=suspect,
+        suspect=opened.classifier,
         clean=splits.train,
         dev=splits.dev,
         seed=seed,
-        pretrained=None if not pretrained else open_classifier(pretrained, seed=seed, data_dir=data_dir),
+        pretrained=None if pinned is None else open_classifier(pinned, seed=seed, data_dir=data_dir),
     )
-    before = score(suspect, splits.test, poison, seed=seed)
+    before = score(opened.classifier, splits.test, poison, seed=seed)
     started = time.perf_counter()
     if defense.kind == "detection":
         detector = defense.run(inputs, config)
-        after = score(suspect, splits.test, poison, seed=seed, detector=detector)
+        after = score(opened.classifier, splits.test, poison, seed=seed, detector=detector)
     else:
         with training_progress(console) as progress:
             progress.start(method)
             purified = defense.run(inputs, config, on_step=progress.on_step, on_epoch=progress.on_epoch)
         after = score(purified, splits.test, poison, seed=seed)
-        save_classifier(purified, out, {**card, "defense": method, "defense_seed": seed, "scores": after.percents()})
+        scores = after.percents()
+        save_classifier(
+            purified, out, {**card, "suspect": opened.source, "defense": method, "defense_seed": seed, "scores": scores}
+        )
     report = {
         "method": method,
-        "suspect": str(model_dir),
-        "pretrained": None if not pretrained else resolve_model(pretrained),
+        "suspect": str(suspect),
+        "suspect_source": opened.source,
+        "pretrained": pinned,
         "clean_samples": len(splits.train),
         "dev_samples": len(splits.dev),
         "test_samples": len(splits.test),
         "trigger": None if poison is None else asdict(poison),
+        **({"asr": NO_TRIGGER} if poison is None else {}),
         "before": before.percents(),
         "after": after.percents(),
         "config": asdict(config),

@@ -23,9 +23,11 @@ import torch
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from orchestration.hub import open_suspect, pinned_name
 from orchestration.select_aug import (
     AUGMENTATION_SET,
     PICTURE_POINTS,
+    SUSPECT,
     AugmentationScore,
     score_augmentation,
     selections,
@@ -100,16 +102,22 @@ def run_select_aug(
     augmentations: Sequence[str] = AUGMENTATION_SET,
     points: int = PICTURE_POINTS,
     address: str | None = None,
+    suspect: str | None = None,
 ) -> SelectAugOutcome:
-    """Score every augmentation on every (dataset, attack, seed) M_b of the spec, in parallel; write the results."""
+    """Score every augmentation on every (dataset, attack, seed) M_b of the spec, in parallel; write the results.
+
+    With `suspect` (a folder or a hub id, opened here once and pinned to its commit) M_b is that model for
+    every (dataset, seed), its rows' attack is `suspect`, and each summary entry names its source."""
     started = time.monotonic()
     run_dir = run_dir.resolve()
     spec = resolve_locations(spec, run_dir)
+    source = None if suspect is None else open_suspect(suspect).source  # a bad suspect fails before Ray starts
+    named = {} if source is None else {"suspect": pinned_name(source)}
     plan = [
-        {"dataset": dataset, "attack": attack, "augmentation": augmentation, "seed": seed}
+        {"dataset": dataset, "attack": attack, "augmentation": augmentation, "seed": seed, **named}
         for seed in spec.seeds
         for dataset in spec.datasets
-        for attack in spec.attacks
+        for attack in (spec.attacks if source is None else (SUSPECT,))
         for augmentation in augmentations
     ]
     with ray_session(address):
@@ -120,6 +128,8 @@ def run_select_aug(
         scores = tuple(ray.get([task.remote(spec_to_dict(spec), cell, points) for cell in plan]))
     pictures = tuple(write_score(run_dir, score)[1] for score in scores)
     summary = selections(scores)
+    if source is not None:
+        summary = {key: {**entry, "suspect": source} for key, entry in summary.items()}
     write_summary(run_dir, summary)
     return SelectAugOutcome(run_dir, scores, summary, pictures, time.monotonic() - started)
 

@@ -13,13 +13,17 @@ import torch
 from click.testing import CliRunner
 
 from cli import cli
+from core.data import Splits
 from core.models import Classifier, ModelFileError, tiny_classifier
 from orchestration.artifacts import model_identity, start_model
 from orchestration.hub import hub_model, open_classifier, resolve_model
-from orchestration.presets import paper
-from orchestration.spec import SweepSpec
+from orchestration.model_files import save_classifier
+from orchestration.presets import paper, smoke
+from orchestration.select_aug import SUSPECT, score_augmentation
+from orchestration.spec import SweepSpec, apply_settings
 from orchestration.store import content_key
 from orchestration.sweep import resolve_locations
+from orchestration.uri_store import open_store
 
 REPO = "org/tiny-bert"
 FIRST = "1" * 40
@@ -145,3 +149,81 @@ def test_a_folder_still_resolves_to_its_absolute_path(tiny: Classifier, tmp_path
 def test_paper_names_bert_base_by_hub_id() -> None:
     assert paper().model == "bert-base-uncased"
     assert hub_model(paper().model) is not None
+
+
+# ------------------------------------------------------------------------------------- a suspect named by hub id
+
+
+def clean_files(folder: Path, splits: Splits) -> list[str]:
+    """`--clean`, `--dev` and `--test` options over small CSV files of real SST-2 sentences."""
+    options = []
+    for name, part in (("clean", splits.train), ("dev", splits.dev), ("test", splits.test)):
+        rows = "".join(f'"{t}",{y}\n' for t, y in zip(part.texts, part.labels, strict=True))
+        (folder / f"{name}.csv").write_text("text,label\n" + rows)
+        options += [f"--{name}", str(folder / f"{name}.csv")]
+    return options
+
+
+def test_a_hub_model_without_our_card_is_evaluated_and_defended_by_id(
+    published: Classifier, sst2_small: Splits, tmp_path: Path
+) -> None:
+    files = clean_files(tmp_path, sst2_small)
+    runner = CliRunner()
+    scores = []
+    for name in (REPO, f"{REPO}@main", f"{REPO}@{FIRST}"):
+        out = tmp_path / f"scores-{len(scores)}.json"
+        result = runner.invoke(cli, ["evaluate", name, "--test", files[-1], "--json-out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert "ASR needs --attack NAME or --trigger WORD" in " ".join(result.output.split())
+        scores.append(json.loads(out.read_text()))
+    assert scores[0] == scores[1] == scores[2] and scores[0]["asr"] is None and scores[0]["cacc"] is not None
+    out = tmp_path / "purified"
+    args = ["defend", REPO, "--method", "cft", *files, "--epochs", "1", "--lr", "1e-3", "--max-length", "32"]
+    result = runner.invoke(cli, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    source = {"repo": REPO, "revision": None, "commit": FIRST}
+    assert report["suspect"] == REPO and report["suspect_source"] == source
+    assert report["trigger"] is None and report["before"]["asr"] is None and "--trigger" in report["asr"]
+    assert report["before"]["cacc"] == scores[0]["cacc"] and report["after"]["clean_flip"] is not None
+    card = json.loads((out / "mbtsad.json").read_text())
+    assert card["suspect"] == source and card["defense"] == "cft" and "poison" not in card
+
+
+def test_our_card_published_with_a_hub_model_names_its_trigger(
+    cache: Path, tiny: Classifier, sst2_small: Splits, tmp_path: Path
+) -> None:
+    poison = {"attack": "badnets", "triggers": ["cf", "mn", "bb", "tq"], "target": 1, "rate": 0.1}
+    folder = save_classifier(tiny, tmp_path / "mb", {"attack": "badnets", "poison": poison})
+    write_snapshot(cache, "org/backdoored", SECOND, folder)
+    test = clean_files(tmp_path, sst2_small)[-1]
+    by_id = CliRunner().invoke(cli, ["evaluate", "org/backdoored", "--test", test, "--json-out", str(tmp_path / "h")])
+    by_folder = CliRunner().invoke(cli, ["evaluate", str(folder), "--test", test, "--json-out", str(tmp_path / "f")])
+    assert by_id.exit_code == 0 and by_folder.exit_code == 0, by_id.output + by_folder.output
+    assert json.loads((tmp_path / "h").read_text()) == json.loads((tmp_path / "f").read_text())
+    assert json.loads((tmp_path / "h").read_text())["asr"] is not None and "ASR needs" not in by_id.output
+
+
+def test_a_suspect_missing_from_the_cache_fails_with_the_download_hint(published: Classifier, tmp_path: Path) -> None:
+    runner = CliRunner()
+    cases = {
+        "org/absent": "hf download org/absent --include '*.safetensors'",
+        f"{REPO}@{SECOND}": f"hf download {REPO} --revision {SECOND} --include '*.safetensors'",
+        f"{REPO}@v9": f"hf download {REPO} --revision v9 --include '*.safetensors'",
+    }
+    for name, hint in cases.items():
+        for command in (["evaluate", name], ["defend", name, "--dataset", "sst2", "--out", str(tmp_path / "out")]):
+            result = runner.invoke(cli, command)
+            assert result.exit_code == 2, (command, result.output)
+            message = " ".join(result.output.split())
+            assert f"Error: {name}: " in message and hint in message and "Traceback" not in message, message
+    assert not (tmp_path / "out").exists()
+
+
+def test_select_aug_scores_a_suspect_named_by_hub_id(published: Classifier, tmp_path: Path) -> None:
+    spec = apply_settings(smoke(), {"data.max_train": 200, "data.max_dev": 40, "data.max_test": 40})
+    cell = {"dataset": "sst2", "attack": SUSPECT, "augmentation": "ts", "seed": 0}
+    store, cpu = open_store(str(tmp_path / "store")), torch.device("cpu")
+    by_id = score_augmentation(spec, **cell, store=store, device=cpu, points=20, suspect=f"{REPO}@{FIRST}")
+    by_folder = score_augmentation(spec, **cell, store=store, device=cpu, points=20, suspect=str(tmp_path / "first"))
+    assert by_id.n_samples == 40 and by_id.mean_ce == by_folder.mean_ce > 0 and by_id.png[:4] == b"\x89PNG"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.data import Splits, TextDataset
+from core.models import sha256_of
 from orchestration.backdoor import BackdooredModel, build_backdoored_model
 from orchestration.evaluation import evaluate_model
 from orchestration.model_files import read_card
@@ -47,6 +48,9 @@ def test_purify_model_writes_the_purified_folder_and_its_report(
     assert done.report["clean_samples"] == len(sst2_small.train) and done.report["config"]["train"]["epochs"] == 1
     card = read_card(out)
     assert (card["defense"], card["attack"], card["scores"]) == ("cft", "badnets", done.after.percents())
+    weights = {"model.safetensors": sha256_of(built.folder / "model.safetensors")}
+    source = {"folder": str(built.folder.resolve()), "weights": weights}
+    assert card["suspect"] == done.report["suspect_source"] == source
     assert evaluate_model(out, test=files["test"]).percents() == done.after.percents()
     assert evaluate_model(built.folder, test=files["test"]).percents() == done.before.percents()
 

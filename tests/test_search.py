@@ -18,9 +18,11 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from cli import cli
+from core.models import sha256_of, tiny_classifier
+from orchestration.model_files import save_classifier
 from orchestration.presets import smoke
 from orchestration.search import run_tuning, search_space
-from orchestration.select_aug import AUGMENTATION_SET, SELECT_AUG_SCHEMA
+from orchestration.select_aug import AUGMENTATION_SET, SELECT_AUG_SCHEMA, SUSPECT
 from orchestration.spec import Cell, apply_settings, defense_setup, read_best_params
 from orchestration.sweep import NAMESPACE, WORKER_ENV, trial_inputs
 from orchestration.trial import run_trial
@@ -193,3 +195,19 @@ def test_select_aug_scores_every_augmentation_writes_pictures_and_feeds_tables(r
     invoke("tables", "--results", str(run_dir), "--out", str(root / "tables"))
     eq9 = pl.read_csv(root / "tables" / "summary-eq9.csv")
     assert eq9.height == len(AUGMENTATION_SET) and eq9["mean_ce_mean"].is_not_null().all()
+
+
+def test_select_aug_scores_a_named_suspect_instead_of_the_stores_model(root: Path, vocab_path: Path) -> None:
+    poison = {"attack": "badnets", "triggers": ["cf", "mn", "bb", "tq"], "target": 1, "rate": 0.1}
+    folder = save_classifier(tiny_classifier(vocab_path, seed=5), root / "suspect", {"poison": poison})
+    run_dir = root / "suspect-run"
+    args = ("--run-dir", str(run_dir), "--suspect", str(folder), "--augmentation", "ts", "--augmentation", "aeda")
+    result = invoke("select-aug", *settings_args(root), *args, "--points", "30")
+    rows = pl.concat([pl.read_parquet(f) for f in sorted((run_dir / "select_aug").glob("*.parquet"))])
+    assert rows["attack"].to_list() == [SUSPECT, SUSPECT] and sorted(rows["augmentation"]) == ["aeda", "ts"]
+    summary = json.loads((run_dir / "select_aug.json").read_text())
+    assert list(summary) == ["sst2/suspect/0"] and f"selected: {summary['sst2/suspect/0']['selected']}" in result.output
+    weights = {"model.safetensors": sha256_of(folder / "model.safetensors")}
+    assert summary["sst2/suspect/0"]["suspect"] == {"folder": str(folder.resolve()), "weights": weights}
+    missing = CliRunner().invoke(cli, ["select-aug", "--suspect", str(root / "absent"), "--run-dir", str(run_dir)])
+    assert missing.exit_code == 2 and "neither a model folder nor a hub id" in missing.output

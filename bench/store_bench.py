@@ -4,7 +4,7 @@
     python bench/store_bench.py --timing        # also: the smoke sweep, two 1-CPU trials at once vs one (minutes)
 
 Counts: the training examples (forward and backward passes, distillation included) each grid
-processes when its backdoored models M_b, TS-FT teachers and CWEA masked-LM heads are built once
+processes when its backdoored models M_b, TS-FT and CFT teachers and CWEA masked-LM heads are built once
 in the store, against every trial computing its own from scratch. The counts come from each trial's
 own settings (`orchestration.spec`) and the real dataset sizes; ratio searches (Fine-Mixing,
 Fine-Purifying) are counted at their worst case, every candidate tried. Forward-only work
@@ -48,7 +48,7 @@ from orchestration.spec import (
 
 # SPEC's throughput table, examples/s on 2 cores at length 64: (train, distil, inference).
 THROUGHPUT = {"minilm": (41.0, 29.0, 173.0), "tiny": (392.0, 325.0, 2978.0), "bert-base": (6.0, 4.7, 27.0)}
-SHARED = ("backdoored", "teacher", "mlm")  # what the store builds once per key
+SHARED = ("backdoored", "teacher", "cft", "mlm")  # what the store builds once per key
 
 
 @dataclasses.dataclass
@@ -107,16 +107,20 @@ def trial_work(spec: SweepSpec, cell: Cell, splits: Splits, clean: TextDataset, 
         if cell.defense in ("ts-ft", "aug-ft"):
             work["teacher" if cell.defense == "ts-ft" else "own"] += teacher
         else:
-            if cell.defense != "cd":
-                work["teacher"] = teacher
-            work["own"] += fit(d_a, config.train.epochs, dev, distil=cell.defense != "cd")
+            if cell.defense != "cd":  # NAD and MBTSAD-CFT-teacher read the CFT row's model
+                if config.teacher_data == "clean":
+                    work["cft"] = fit(n_clean, retrain.train.epochs, dev)
+                else:
+                    work["teacher"] = teacher
+            distilled = n_clean if config.distil_data == "clean" else d_a
+            work["own"] += fit(distilled, config.train.epochs, dev, distil=cell.defense != "cd")
     elif cell.defense == "strip":
         work["own"] += Work(infer=config.repeat * (dev + 1.5 * test))
     elif cell.defense == "rap":
         construct = dev // 2
         work["own"] += Work(train=construct * config.train.epochs, infer=2 * (construct + 1.5 * test))
     elif cell.defense == "cft":
-        work["own"] += fit(n_clean, config.train.epochs, dev)
+        work["cft"] = fit(n_clean, config.train.epochs, dev)
     elif cell.defense == "reinit":
         work["own"] += fit(n_clean, config.cft.train.epochs, dev)
     elif cell.defense == "fine-pruning":
@@ -155,7 +159,7 @@ def grid_work(spec: SweepSpec) -> tuple[Work, Work, int]:
         for kind in ("own", *SHARED):
             work = Work(*(parts[f"{kind}.{f}"] for f in ("train", "distil", "infer")))
             scratch += work
-            # M_b and the teacher are keyed by (dataset, attack, seed); the MLM head by (dataset, seed)
+            # M_b and the teachers are keyed by (dataset, attack, seed); the MLM head by (dataset, seed)
             key = (kind, cell.dataset, cell.attack if kind != "mlm" else "", str(cell.seed))
             if kind == "own" or key not in seen:
                 shared += work

@@ -1,4 +1,4 @@
-"""A sweep's shared work, built once per key in the artifact store: M_b, D_a and the TS-FT teacher.
+"""A sweep's shared work, built once per key in the artifact store: M_b, D_a, the TS-FT and the CFT teacher.
 
 Each key holds everything that determines the artifact (model weights, data, settings, seed, and the
 code: `orchestration.store.content_key` adds it), so a trial of another defence, a resumed sweep or the
@@ -31,6 +31,7 @@ from core.models import (
     load_classifier,
     sha256_of,
 )
+from core.train import TrainConfig
 from orchestration.hub import fetch, hub_model, model_folder, open_classifier
 from orchestration.masked_lm import cached_masked_lm
 from orchestration.spec import SweepSpec, attack_setup
@@ -227,7 +228,7 @@ def augmented(
     return read_dataset(folder / "data.json"), content_key("augmented", fields)
 
 
-# ------------------------------------------------------------------------------------- TS-FT teacher
+# ------------------------------------------------------------------------------------- TS-FT and CFT teachers
 
 
 def retrained(
@@ -242,15 +243,43 @@ def retrained(
 ) -> Classifier:
     """M_b retrained on D_a (TS-FT, the MBTSAD teacher M_p; Table III's other augmentations the same way)."""
     data, data_key = augmented(store, spec, config, clean, seed)
+    return _finetuned(store, "retrained", suspect, data, data_key, config.train, dev, seed, device)
+
+
+def clean_finetuned(
+    store: Store,
+    suspect: Backdoored,
+    train: TrainConfig,
+    clean: TextDataset,
+    dev: TextDataset,
+    seed: int,
+    device: torch.device,
+) -> Classifier:
+    """M_b fine-tuned on D_c: the CFT row, and the teacher of NAD and MBTSAD-CFT-teacher (one model per M_b, seed)."""
+    return _finetuned(store, "cft", suspect, clean, dataset_digest(clean), train, dev, seed, device)
+
+
+def _finetuned(
+    store: Store,
+    kind: str,
+    suspect: Backdoored,
+    data: TextDataset,
+    data_key: str,
+    train: TrainConfig,
+    dev: TextDataset,
+    seed: int,
+    device: torch.device,
+) -> Classifier:
+    """M_b fine-tuned on `data` (keyed by `data_key`) with cross-entropy, the epoch best on clean dev kept."""
     fields = {
         "suspect": suspect.key,
         "data": data_key,
-        "train": key_fields(config.train),
+        "train": key_fields(train),
         "dev": dataset_digest(dev),
         "seed": seed,
     }
 
     def build(folder: Path) -> None:
-        save_model(clean_finetune(suspect.classifier, data, dev, train_config=config.train, seed=seed), folder)
+        save_model(clean_finetune(suspect.classifier, data, dev, train_config=train, seed=seed), folder)
 
-    return load_model(store.get_or_build("retrained", fields, build), device)
+    return load_model(store.get_or_build(kind, fields, build), device)

@@ -57,6 +57,8 @@ def cpu() -> SweepSpec:
       EP takes 38 epochs, the ~350 steps OpenBackdoor's 5 take on the whole training split (2,250 poisoned).
       Measured (session 9, seed 0, `docs/results/cpu/README.md`): the 24 rows take 129 trial-minutes (M_b
       4.9-19.2 min, the others 1.5-6.4); BadNets and LWP take (96.29, 100.00), EP partly (46.70).
+    - SST-2's rows are every row of Tables I, II and IV, NAD and MBTSAD-CFT-teacher included (what token
+      splitting adds over NAD, core/defenses/mbtsad.py); IMDb's list above leaves those two out.
     Add seeds with `--set seeds=[0,1,2]`.
     """
     return SweepSpec(

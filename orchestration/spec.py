@@ -35,22 +35,27 @@ TABLE_DEFENSES = (
     "mbtsad-no-att",
     "mbtsad-no-hid",
     "cd",
+    "mbtsad-cft-teacher",
     "strip",
     "rap",
     "cft",
+    "nad",
     "reinit",
     "fine-pruning",
     "fine-mixing",
     "fine-purifying",
 )
 # The order a group's trials run in: `none` and `ts-ft` build M_b and the teacher the others read; then
-# Table II (MBTSAD against the baselines, the paper's main comparison), Table IV's ablations and Table I's
-# detectors, so a sweep stopped mid-run holds the headline comparison first.
+# Table II (MBTSAD against the baselines, the paper's main comparison; `cft` builds the CFT teacher that NAD and
+# MBTSAD-CFT-teacher read, and those two answer what token splitting adds over NAD), Table IV's ablations and
+# Table I's detectors, so a sweep stopped mid-run holds the headline comparison first.
 RUN_ORDER = (
     "none",
     "ts-ft",
     "mbtsad",
     "cft",
+    "nad",
+    "mbtsad-cft-teacher",
     "reinit",
     "fine-pruning",
     "fine-mixing",
@@ -61,7 +66,9 @@ RUN_ORDER = (
     "strip",
     "rap",
 )
-MBTSAD_FAMILY = frozenset({"mbtsad", "mbtsad-no-att", "mbtsad-no-hid", "cd"})  # rows carrying alpha and beta
+# rows carrying alpha and beta (and any tuned distillation setting): MBTSAD's variants (core.defenses.mbtsad)
+MBTSAD_FAMILY = frozenset({"mbtsad", "mbtsad-no-att", "mbtsad-no-hid", "cd", "mbtsad-cft-teacher", "nad"})
+NO_AUGMENTATION = frozenset({"nad"})  # MBTSAD variants that read no D_a: their cells' augmentation is null
 TABLE3_AUGMENTATIONS = ("eda", "aeda", "cwea", "add_trig")  # Table III's aug-ft rows; its TS row is ts-ft
 EVALUATION_SPLITS = ("test", "dev")  # the tables score on test; tuning alpha and beta only ever on dev
 
@@ -204,7 +211,7 @@ class Cell:
     dataset: str
     attack: str
     defense: str  # a TABLE_DEFENSES name or aug-ft
-    augmentation: str | None  # ts for ts-ft and the MBTSAD family, Table III's for aug-ft, else None
+    augmentation: str | None  # ts for ts-ft and the MBTSAD family (NAD: None), Table III's for aug-ft, else None
     seed: int
     alpha: float | None = None  # MBTSAD family only
     beta: float | None = None  # MBTSAD family only
@@ -323,7 +330,7 @@ def table_cell(dataset: str, attack: str, defense: str, seed: int, tuned: Mappin
         dataset=dataset,
         attack=attack,
         defense=defense,
-        augmentation="ts" if family or defense == "ts-ft" else None,
+        augmentation="ts" if (family and defense not in NO_AUGMENTATION) or defense == "ts-ft" else None,
         seed=seed,
         alpha=tuned.get("alpha", 1.0) if family else None,
         beta=tuned.get("beta", 1.0) if family else None,

@@ -21,6 +21,7 @@ from core.models import Classifier
 from orchestration.artifacts import (
     augment_function,
     backdoored,
+    clean_finetuned,
     dataset_digest,
     defender_clean,
     load_data,
@@ -82,14 +83,17 @@ def score_cell(spec: SweepSpec, cell: Cell, store: Store, device: torch.device) 
 
     if cell.defense in ("ts-ft", "aug-ft"):
         return score(retrained(store, spec, suspect, config, clean, splits.dev, cell.seed, device))
+    if cell.defense == "cft":  # the same model as NAD's and MBTSAD-CFT-teacher's teacher, so built once for them
+        return score(clean_finetuned(store, suspect, config.train, clean, splits.dev, cell.seed, device))
     inputs = DefenseInputs(suspect=suspect.classifier, clean=clean, dev=splits.dev, seed=cell.seed)
     if cell.defense in MBTSAD_FAMILY:
-        needs_teacher = any("teacher" in term.needs for term in loss_terms(config))
-        teacher = (
-            retrained(store, spec, suspect, config.teacher, clean, splits.dev, cell.seed, device)
-            if needs_teacher
-            else None
-        )
+        teacher = None
+        if any("teacher" in term.needs for term in loss_terms(config)):
+            teacher = (
+                clean_finetuned(store, suspect, config.teacher.train, clean, splits.dev, cell.seed, device)
+                if config.teacher_data == "clean"
+                else retrained(store, spec, suspect, config.teacher, clean, splits.dev, cell.seed, device)
+            )
         augment = augment_function(store, spec, config.teacher, clean, cell.seed)
         return score(mbtsad_with_teacher(inputs, config, teacher=teacher, augment=augment).student)
     defense = get_defense(cell.defense)

@@ -78,12 +78,18 @@ TABLES = (
             MBTSAD,
             Row("Fine-Mixing", "fine-mixing", mark="b"),
             Row("Fine-Purifying", "fine-purifying", mark="b"),
+            Row("NAD", "nad", mark="e"),
         ),
         notes=(
             NO_DEFENSE,
             ("b", "Methods based on pre-trained weights."),
             ("c", "Fine-tuning on clean data."),
             ("d", "Retraining on the augmented dataset D_a."),
+            (
+                "e",
+                "Neural Attention Distillation (Li et al., 2021), not in the paper: the CFT model as teacher, "
+                "distillation on D_c with L_cls and L_a at MBTSAD's settings.",
+            ),
         ),
     ),
     TableSpec(
@@ -113,8 +119,13 @@ TABLES = (
             Row("MBTSAD-no-hid", "mbtsad-no-hid", "ts"),
             Row("MBTSAD-no-att", "mbtsad-no-att", "ts"),
             Row("CD", "cd", "ts", mark="b"),
+            Row("MBTSAD-CFT-teacher", "mbtsad-cft-teacher", "ts", mark="c"),
         ),
-        notes=(NO_DEFENSE, ("b", "Distillation with only the classification loss L_cls.")),
+        notes=(
+            NO_DEFENSE,
+            ("b", "Distillation with only the classification loss L_cls."),
+            ("c", "Not in the paper: MBTSAD with the CFT model as teacher instead of TS-FT, all else MBTSAD's."),
+        ),
     ),
 )
 

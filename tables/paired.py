@@ -13,7 +13,14 @@ import polars as pl
 
 from tables.layout import ATTACKS, DATASETS
 
-BASELINES = (("fine-mixing", None), ("fine-purifying", None), ("ts-ft", "ts"))  # (defense, augmentation)
+# (defense, augmentation): the paper's baselines, then NAD and MBTSAD with the CFT teacher (what token splitting adds)
+BASELINES = (
+    ("fine-mixing", None),
+    ("fine-purifying", None),
+    ("ts-ft", "ts"),
+    ("nad", None),
+    ("mbtsad-cft-teacher", "ts"),
+)
 PAIR = ("dataset", "attack", "seed")
 
 

@@ -286,26 +286,34 @@ def test_aug_ft_config_checks_names() -> None:
 
 
 def test_ablation_presets_drop_exactly_their_terms() -> None:
-    expected = {
-        "mbtsad": {"attention", "ce", "hidden"},
-        "mbtsad-no-att": {"ce", "hidden"},
-        "mbtsad-no-hid": {"attention", "ce"},
-        "cd": {"ce"},
+    expected = {  # kept terms, then the data of step 1 and of step 2
+        "mbtsad": ({"attention", "ce", "hidden"}, "augmented", "augmented"),
+        "mbtsad-no-att": ({"ce", "hidden"}, "augmented", "augmented"),
+        "mbtsad-no-hid": ({"attention", "ce"}, "augmented", "augmented"),
+        "cd": ({"ce"}, "augmented", "augmented"),
+        "mbtsad-cft-teacher": ({"attention", "ce", "hidden"}, "clean", "augmented"),
+        "nad": ({"attention", "ce"}, "clean", "clean"),  # NAD: CE and attention transfer only, all on D_c
     }
     assert set(MBTSAD_VARIANTS) == set(expected)
-    for name, names in expected.items():
+    for name, (names, teacher_data, distil_data) in expected.items():
         config = variant(name, alpha=0.5, beta=2.0)
         terms = {term.name: term.weight for term in loss_terms(config)}
         assert set(terms) == names
         assert terms.get("attention", 1.0) == 1.0 and terms["ce"] == 0.5 and terms.get("hidden", 2.0) == 2.0
-        # Everything but the kept terms is MBTSAD's own setting.
-        assert replace(MBTSAD_VARIANTS[name], terms=TERMS) == MbtsadConfig()
+        assert (config.teacher_data, config.distil_data) == (teacher_data, distil_data)
+        # Everything but the kept terms and the data is MBTSAD's own setting.
+        plain = replace(MBTSAD_VARIANTS[name], terms=TERMS, teacher_data="augmented", distil_data="augmented")
+        assert plain == MbtsadConfig()
     defaults = MbtsadConfig()
     assert (defaults.train.lr, defaults.teacher.train.lr, defaults.teacher.augmentation) == (5e-4, 2e-5, "ts")
     assert defaults.attention_axis == "map"  # SPEC's eq. 4 on the flattened map
-    assert {f.name for f in fields(MbtsadConfig)} == {"teacher", "alpha", "beta", "terms", "train", "attention_axis"}
+    assert {f.name for f in fields(MbtsadConfig)} == {
+        "teacher", "alpha", "beta", "terms", "train", "attention_axis", "teacher_data", "distil_data"
+    }
     with pytest.raises(ValueError, match="attention_axis must be one of"):
         MbtsadConfig(attention_axis="heads")
+    with pytest.raises(ValueError, match="teacher_data and distil_data must be one of"):
+        MbtsadConfig(distil_data="dev")
     with pytest.raises(ValueError, match="valid: mbtsad, mbtsad-no-att"):
         variant("mbtsad-no-cls")
     with pytest.raises(ValueError, match="terms must be"):
@@ -374,6 +382,52 @@ def test_mbtsad_trains_a_teacher_and_distils_a_copy(inputs: DefenseInputs) -> No
     # CD reads no teacher, so none is trained.
     cd = mbtsad_with_teacher(small, replace(config, terms=("ce",)))
     assert cd.teacher is None and set(cd.distillation.history[0].means) == {"loss", "ce", "grad_norm", "lr"}
+
+
+def test_nad_distils_on_clean_data_toward_the_cft_model_with_ce_and_attention_only(
+    inputs: DefenseInputs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[TextDataset] = []
+    real_fit = cft_module.fit
+
+    def spy(model: nn.Module, tokenizer: object, train: TextDataset, **kwargs: object) -> object:
+        seen.append(train)
+        return real_fit(model, tokenizer, train, **kwargs)
+
+    monkeypatch.setattr(cft_module, "fit", spy)
+    small = replace(inputs, clean=inputs.clean.subset(range(40)))
+    config = variant("nad", alpha=0.5, beta=2.0, teacher=AugFtConfig(train=QUICK), train=QUICK)
+    before = state(inputs.suspect.model)
+    steps: list[set[str]] = []
+    result = mbtsad_with_teacher(small, config, on_step=lambda report: steps.append(set(report.values)))
+    assert same_weights(inputs.suspect.model, before)
+    # The teacher is CFT of the same seed, trained on D_c itself: no token splitting anywhere.
+    assert seen == [small.clean]
+    assert result.teacher is not None
+    assert same_weights(result.teacher.model, state(cft(small, CftConfig(train=QUICK)).model))
+    # The teacher's steps are CE only; the student's are CE and attention transfer, nothing else (no L_h, beta
+    # unused), one epoch of D_c's 40 sentences (2 batches; D_a would take 4).
+    student_steps = [values for values in steps if "attention" in values]
+    assert steps[: -len(student_steps)] == [{"loss", "ce", "grad_norm", "lr"}] * 2
+    assert student_steps == [{"loss", "attention", "ce", "grad_norm", "lr"}] * 2
+    assert not same_weights(result.student.model, before)
+    # Its loss is L_a + alpha CE on a batch of D_c: the weights of eq. 1 with L_h dropped.
+    batch = next(batches(inputs.suspect.tokenizer, small.clean, batch_size=16, max_length=MAX_LENGTH))
+    total, values = compute_losses(result.student.model, batch, loss_terms(config), teacher=result.teacher.model)
+    assert set(values) == {"attention", "ce"}
+    assert total.item() == pytest.approx(values["attention"].item() + 0.5 * values["ce"].item(), rel=1e-6)
+
+
+def test_mbtsad_with_a_cft_teacher_changes_only_the_teacher(inputs: DefenseInputs) -> None:
+    small = replace(inputs, clean=inputs.clean.subset(range(40)))
+    config = variant("mbtsad-cft-teacher", teacher=AugFtConfig(train=QUICK), train=QUICK)
+    result = mbtsad_with_teacher(small, config)
+    cft_model = cft(small, CftConfig(train=QUICK))
+    assert result.teacher is not None and same_weights(result.teacher.model, state(cft_model.model))
+    assert {"attention", "ce", "hidden"} <= set(result.distillation.history[0].means)
+    # Given that teacher, full MBTSAD (distillation on D_a, all three terms) distils the very same student.
+    same = mbtsad(small, MbtsadConfig(teacher=AugFtConfig(train=QUICK), train=QUICK), teacher=cft_model)
+    assert same_weights(same.model, state(result.student.model))
 
 
 # ---------------------------------------------------------------------------------- end to end

@@ -38,6 +38,7 @@ from orchestration.spec import (
     parse_value,
     spec_from_dict,
     spec_to_dict,
+    table_cell,
 )
 from orchestration.store import MANIFEST, ArtifactStore
 from orchestration.trial import run_trial, trial_id
@@ -65,17 +66,48 @@ def test_presets_are_valid_and_round_trip() -> None:
     for name in PRESETS:
         spec = preset(name)
         assert spec_from_dict(spec_to_dict(spec)) == spec
-        assert len(cells(spec)) == len(spec.datasets) * len(spec.attacks) * len(spec.seeds) * len(TABLE_DEFENSES) + len(
+        assert len(cells(spec)) == len(spec.datasets) * len(spec.attacks) * len(spec.seeds) * len(spec.defenses) + len(
             spec.augmentation_datasets
         ) * len(spec.attacks) * len(spec.seeds) * len(spec.augmentations)
+    assert preset("smoke").defenses == preset("cpu").defenses == TABLE_DEFENSES  # every row of Tables I, II, IV
     paper = preset("paper")
     assert (
         set(paper.datasets) == {"sst2", "imdb"}
         and len(paper.seeds) > 1
         and set(paper.attacks) == {"badnets", "lwp", "ep"}
     )
-    with pytest.raises(ValueError, match="valid: smoke, cpu, paper"):
+    with pytest.raises(ValueError, match="valid: smoke, cpu, base, paper"):
         preset("laptop")
+
+
+def test_the_nad_rows_are_sst2_rows_of_the_smoke_and_cpu_grids() -> None:
+    for spec in (smoke(), apply_settings(preset("cpu"), {"datasets": ["sst2", "imdb"], "best_params": None})):
+        plan = cells(spec, {"badnets": {"alpha": 0.3, "beta": 2.0, "distil_lr": 1e-3, "attention_axis": "row"}})
+        rows = {(c.dataset, c.attack, c.defense): c for c in plan}
+        for attack in spec.attacks:
+            nad, cft_teacher = rows["sst2", attack, "nad"], rows["sst2", attack, "mbtsad-cft-teacher"]
+            assert nad.augmentation is None and cft_teacher.augmentation == "ts"  # NAD reads no D_a
+            order = [c.defense for c in plan if (c.dataset, c.attack) == ("sst2", attack)]
+            assert order.index("cft") < order.index("nad") < order.index("mbtsad-cft-teacher") < order.index("reinit")
+        imdb = {c.defense for c in plan if c.dataset == "imdb"}  # IMDb's own list of rows stays without them
+        assert imdb == (set() if spec.name == "smoke" else {"none", "cft", "ts-ft", "mbtsad", "fine-mixing",
+                                                            "fine-purifying", "strip", "rap"})
+        # Both carry MBTSAD's tuned values and settings; in nad, alpha weighs L_cls against L_a and beta is unused.
+        mbtsad = defense_setup(spec, rows["sst2", "badnets", "mbtsad"])
+        for defense in ("nad", "mbtsad-cft-teacher"):
+            cell = rows["sst2", "badnets", defense]
+            assert (cell.alpha, cell.beta, cell.distil_lr, cell.attention_axis) == (0.3, 2.0, 1e-3, "row")
+            config = defense_setup(spec, cell)
+            plain = dataclasses.replace(config, terms=mbtsad.terms, teacher_data="augmented", distil_data="augmented")
+            assert plain == mbtsad
+
+
+def test_every_row_a_sweep_runs_lands_in_a_table_row() -> None:
+    from tables.layout import FIGURE_ROWS
+
+    placed = {(row.defense, row.augmentation) for row in FIGURE_ROWS}
+    for defense in TABLE_DEFENSES:  # the augmentation a cell records is the one its table row reads (nad: none)
+        assert (defense, table_cell("sst2", "badnets", defense, 0, {}).augmentation) in placed, defense
 
 
 def test_unknown_settings_fail_with_the_valid_ones() -> None:
@@ -170,13 +202,17 @@ class CountingStore:
 
 
 def test_one_backdoored_model_and_one_teacher_serve_every_defence(tmp_path: Path) -> None:
-    spec = small_spec(tmp_path, defenses=["none", "ts-ft", "mbtsad", "mbtsad-no-hid", "cft"])
+    defenses = ["none", "ts-ft", "mbtsad", "mbtsad-no-hid", "cft", "nad", "mbtsad-cft-teacher"]
+    spec = small_spec(tmp_path, defenses=defenses)
     store = CountingStore(ArtifactStore(tmp_path))
     plan = [c for c in cells(spec) if c.defense != "aug-ft"]
     with ThreadPoolExecutor(max_workers=len(plan)) as pool:  # all at once: the file lock decides who builds
         results = list(pool.map(lambda c: run_trial(spec, c, store=store, device=torch.device("cpu")), plan))
     rows = [result.row for result in results]
-    assert store.builds == {"backdoored": 1, "augmented": 1, "retrained": 1, "trial": len(plan)}
+    # One TS-FT teacher (ts-ft, mbtsad, mbtsad-no-hid) and one CFT model (cft, nad, mbtsad-cft-teacher).
+    assert store.builds == {"backdoored": 1, "augmented": 1, "retrained": 1, "cft": 1, "trial": len(plan)}
+    nad = next(r for r in rows if r["defense"] == "nad")
+    assert nad["augmentation"] is None and nad["alpha"] == 1.0 and nad["cacc"] is not None
     assert {r["defense"] for r in rows} == {c.defense for c in plan} and all(r["status"] == "ok" for r in rows)
     assert all(result.computed for result in results)  # each cell is its own row, so each call computed it
     again = run_trial(spec, plan[2], store=store, device=torch.device("cpu"))  # a repeated trial reads its row
@@ -207,16 +243,19 @@ def test_smoke_sweep_end_to_end_is_reproducible_and_reused(tmp_path: Path) -> No
     from tables.load import load_results
 
     run_dir = tmp_path / "run"
-    process = run_cli("--run-dir", str(run_dir), *set_args({**SMALL, "store": str(tmp_path / "store")}))
+    grid = {**SMALL, "defenses": [*SMALL["defenses"], "nad", "mbtsad-cft-teacher"]}  # the NAD rows run as any row
+    process = run_cli("--run-dir", str(run_dir), *set_args({**grid, "store": str(tmp_path / "store")}))
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output
-    spec = small_spec(tmp_path / "store")
+    spec = small_spec(tmp_path / "store", defenses=grid["defenses"])
     rows = read_rows(run_dir)
     assert rows.schema == pl.Schema(TRIAL_SCHEMA)
     assert sorted(rows["trial_id"]) == sorted(trial_id(spec, c) for c in cells(spec))
     assert rows["status"].to_list() == ["ok"] * len(rows) and rows["cacc"].is_between(0, 100).all()
     assert rows.filter(pl.col("defense") == "strip")["frr"].is_not_null().all()
     assert rows.filter(pl.col("defense") == "mbtsad")["alpha"].to_list() == [1.0]
+    nad_rows = rows.filter(pl.col("defense").is_in(["nad", "mbtsad-cft-teacher"]))
+    assert dict(nad_rows.select("defense", "augmentation").iter_rows()) == {"nad": None, "mbtsad-cft-teacher": "ts"}
     assert len(list((tmp_path / "store" / "backdoored").glob(f"*/{MANIFEST}"))) == 1
     assert f"{len(rows)}/{len(rows)} trials ok" in output
     assert all(word in output for word in (" done, ", " running, ", " failed, ", "ETA "))  # the progress lines
@@ -225,14 +264,14 @@ def test_smoke_sweep_end_to_end_is_reproducible_and_reused(tmp_path: Path) -> No
     assert f"{len(rows)} to compute" in output
     assert rows["code"].to_list() == [describe(running_code_version())] * len(rows)
     # Same seed, same numbers: the whole sweep again from scratch, into another store, gives every metric again.
-    fresh = run_cli("--run-dir", str(tmp_path / "fresh"), *set_args({**SMALL, "store": str(tmp_path / "other")}))
+    fresh = run_cli("--run-dir", str(tmp_path / "fresh"), *set_args({**grid, "store": str(tmp_path / "other")}))
     output, _ = fresh.communicate(timeout=300)
     assert fresh.returncode == 0, output
     assert "0 finished results reused" in output and output.count("(from the store)") == 0
     assert read_rows(tmp_path / "fresh").drop("wall_s").sort("trial_id").equals(rows.drop("wall_s").sort("trial_id"))
     carried = tmp_path / "carried"  # only the results travel (a few KB a trial), as to another machine
     shutil.copytree(tmp_path / "store" / "trial", carried / "trial")
-    again = run_cli("--run-dir", str(tmp_path / "again"), *set_args({**SMALL, "store": str(carried)}))
+    again = run_cli("--run-dir", str(tmp_path / "again"), *set_args({**grid, "store": str(carried)}))
     output, _ = again.communicate(timeout=300)
     assert again.returncode == 0, output
     assert output.count("(from the store)") == len(rows)  # every row read back, none computed again

@@ -59,8 +59,9 @@ def test_a_detection_defence_guards_the_suspect_and_saves_no_model(
     built: BackdooredModel, sst2_small: Splits, tmp_path: Path
 ) -> None:
     clean = write_csv(tmp_path / "clean.csv", sst2_small.train)
-    done = purify_model(built.folder, out=tmp_path / "strip", method="strip", clean=clean)
+    done = purify_model(built.folder, out=tmp_path / "strip", method="strip", clean=clean, triggers=("cf", "mn"))
     assert not done.purified and not (tmp_path / "strip" / "model.safetensors").exists()
+    assert (done.report["trigger"]["triggers"], done.report["trigger"]["target"]) == (("cf", "mn"), 1)
     assert done.after.frr is not None and done.before.frr is None
     with pytest.raises(ValueError, match="fine-mixing needs the pre-trained weights"):
         purify_model(built.folder, out=tmp_path / "mix", method="fine-mixing", clean=clean)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Copy what the base grid has finished into docs/results/base/ (run from the checkout that ran commands.sh, with
+# OUT the main checkout's docs/results/base): each run folder's trial rows and spec, and the store's finished
+# trial results (`trial/`, a few KB each), so a new machine's sweep reads them instead of training again.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+out=${OUT:-docs/results/base}
+for run in runs/base-gate runs/base; do
+  [ -d "$run/trials" ] || continue
+  name=$(basename "$run")
+  mkdir -p "$out/$name/trials"
+  cp "$run"/trials/*.parquet "$out/$name/trials/" 2>/dev/null || true
+  cp "$run/spec.yaml" "$out/$name/spec.yaml"
+done
+mkdir -p "$out/store-trial"
+cp -r runs/store/trial/. "$out/store-trial/"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-docs/results/base}
-for run in runs/base-gate runs/base; do
+for run in runs/base-gate runs/base runs/base-lwp; do
   [ -d "$run/trials" ] || continue
   name=$(basename "$run")
   mkdir -p "$out/$name/trials"

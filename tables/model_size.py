@@ -2,8 +2,8 @@
 BERT-base (Table II), with the paired per-seed differences of MBTSAD to TS-FT, Fine-Mixing and Fine-Purifying.
 
 `python -m tables.model_size --rows "MiniLM-L6 (22.7M)=docs/results/cpu/trials-sst2" --rows
-"MPNet-base (110M)=docs/results/base/trials" --out docs/results/model-size.md`: each `--rows` names a folder of
-trial rows (docs/results-schema.md). Reads result files only.
+"MPNet-base (110M)=docs/results/base/base/trials,docs/results/base/base-gate/trials" --out docs/results/model-size.md`:
+each `--rows` names folders of trial rows (docs/results-schema.md). Reads result files only.
 """
 
 from __future__ import annotations
@@ -43,13 +43,15 @@ ROWS = ("none", "cft", "ts-ft", "mbtsad", "fine-mixing", "fine-purifying")
 COLUMNS = ("dataset", "attack", "defense", "augmentation", "seed", "status", "cacc", "asr", "clean_flip")
 
 
-def read_rows(folder: Path) -> pl.DataFrame:
-    """The finished SST-2 rows of a folder of trial Parquet files, Table II's main rows only."""
-    files = sorted(folder.glob("*.parquet"))
+def read_rows(*folders: Path) -> pl.DataFrame:
+    """The finished SST-2 rows of folders of trial Parquet files, Table II's main rows only; a cell in several
+    folders (a run and the gate run it reused) counts once."""
+    files = [f for folder in folders for f in sorted(folder.glob("*.parquet"))]
     if not files:
-        raise FileNotFoundError(f"{folder}: no trial rows (*.parquet)")
+        raise FileNotFoundError(f"{', '.join(map(str, folders))}: no trial rows (*.parquet)")
     rows = pl.concat([pl.read_parquet(f, columns=list(COLUMNS)) for f in files], how="vertical_relaxed")
-    return rows.filter(pl.col("status") == "ok", pl.col("dataset") == "sst2", pl.col("defense").is_in(ROWS))
+    rows = rows.filter(pl.col("status") == "ok", pl.col("dataset") == "sst2", pl.col("defense").is_in(ROWS))
+    return rows.unique(["attack", "defense", "augmentation", "seed"], keep="first", maintain_order=True)
 
 
 def seed_means(rows: pl.DataFrame) -> dict[tuple[str, str], dict[str, float | int | None]]:
@@ -133,7 +135,7 @@ def _paper_drop(attack: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", action="append", required=True, help="LABEL=FOLDER of trial rows (repeat)")
+    parser.add_argument("--rows", action="append", required=True, help="LABEL=FOLDER[,FOLDER] of trial rows (repeat)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     models = {}
@@ -141,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         label, sep, folder = item.partition("=")
         if not sep:
             parser.error(f"--rows {item!r} is not LABEL=FOLDER")
-        models[label] = read_rows(Path(folder))
+        models[label] = read_rows(*(Path(f) for f in folder.split(",")))
     write_atomic(args.out, model_size_markdown(models))
     print(f"wrote {args.out}")
 

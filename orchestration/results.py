@@ -34,6 +34,7 @@ TRIAL_SCHEMA: dict[str, type[pl.DataType]] = {
     "attention_axis": pl.String,
     "model": pl.String,
     "wall_s": pl.Float64,
+    "peak_rss_mb": pl.Float64,
     "code": pl.String,
 }
 SCORES = ("cacc", "asr", "clean_flip", "frr", "far")  # percents, as core.evaluate.Evaluation.percents() names them
@@ -45,11 +46,13 @@ def trial_row(
     cell: Cell,
     model: str,
     wall_s: float,
+    peak_rss_mb: float | None = None,
     scores: Mapping[str, float | None] | None = None,
     error: str | None = None,
     code: str | None = None,
 ) -> dict[str, Any]:
-    """A schema row: `ok` with the scores, or `failed` with the error and no scores."""
+    """A schema row: `ok` with the scores, or `failed` with the error and no scores; `peak_rss_mb` is the trial
+    process's peak resident memory (unknown for a failed trial, whose process may be gone)."""
     if (scores is None) == (error is None):
         raise ValueError("a trial row has either scores (ok) or an error (failed)")
     return {
@@ -69,6 +72,7 @@ def trial_row(
         "attention_axis": cell.attention_axis,
         "model": model,
         "wall_s": round(wall_s, 2),
+        "peak_rss_mb": None if peak_rss_mb is None else round(peak_rss_mb, 1),
         "code": code,
     }
 
@@ -89,8 +93,13 @@ def write_row(run_dir: Path, row: Mapping[str, Any]) -> Path:
 
 
 def read_rows(run_dir: Path) -> pl.DataFrame:
-    """Every trial row written so far (an empty frame with the schema when there is none)."""
+    """Every trial row written so far (an empty frame with the schema when there is none); a column that rows
+    written before it existed lack is null in them."""
     files = sorted((run_dir / "trials").glob("*.parquet"))
     if not files:
         return pl.DataFrame(schema=TRIAL_SCHEMA)
-    return pl.concat([pl.read_parquet(f) for f in files])
+    frames = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    return frames.select(
+        pl.col(name) if name in frames.columns else pl.lit(None, dtype).alias(name)
+        for name, dtype in TRIAL_SCHEMA.items()
+    )

@@ -39,6 +39,7 @@ from core.data import resolve_data_dir
 from orchestration.code_version import running_code_version
 from orchestration.hub import resolve_model
 from orchestration.live import SweepProgress, clock
+from orchestration.memory import resident_mb
 from orchestration.overrides import apply_overrides
 from orchestration.results import row_path, trial_row, write_row
 from orchestration.spec import Cell, Resources, SweepSpec, cells, read_best_params, spec_from_dict, spec_to_dict
@@ -54,6 +55,7 @@ LEASE_S = 120.0  # a build lock lapses this long after its holder stops renewing
 SHIPPED_EXCLUDES = [".git", "runs", ".venv", ".pytest_cache", ".ruff_cache", "*.parquet"]  # not sent to workers
 CELL_ID = "cell_id"  # the reported name of a row's trial_id
 COMPUTED = "computed"  # reported beside the row: False when the store already held it
+RESIDENT = "resident_mb"  # reported beside the row: the actor's resident memory once the trial has released its own
 WORKER_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -88,7 +90,8 @@ def train_cell(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(spec.resources.cpus_per_trial)))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     store = open_store(str(spec.store), lock=cluster_lock)
-    tune.report(reported(run_trial(spec, cell, store=store, device=device)))
+    result = run_trial(spec, cell, store=store, device=device)
+    tune.report({**reported(result), RESIDENT: resident_mb()})
 
 
 @ray.remote(num_cpus=0)
@@ -217,6 +220,14 @@ def row_of(result: Mapping[str, Any]) -> dict[str, Any] | None:
     return None if CELL_ID not in result else {**result, "trial_id": result[CELL_ID]}
 
 
+def memory_note(row: Mapping[str, Any], resident: float | None) -> str:
+    """`, peak 2393 MB, 708 MB kept`: the trial's peak resident memory and what its actor holds after it."""
+    peak = row.get("peak_rss_mb")
+    return (f", peak {peak:.0f} MB" if peak is not None else "") + (
+        f", {resident:.0f} MB kept" if resident is not None else ""
+    )
+
+
 class SweepMonitor(tune.Callback):
     """Writes each trial's row as it arrives and keeps a live display of the sweep's progress."""
 
@@ -260,7 +271,8 @@ class SweepMonitor(tune.Callback):
         if not result.get(COMPUTED, True):
             self.restored.add(trial.trial_id)
         origin = " (from the store)" if trial.trial_id in self.restored else ""
-        self.scores[trial.trial_id] = f"{scores} in {clock(row['wall_s'])}{origin}"
+        memory = memory_note(row, result.get(RESIDENT))
+        self.scores[trial.trial_id] = f"{scores} in {clock(row['wall_s'])}{memory}{origin}"
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         if trial.trial_id not in self.restored:  # the pace counts only trials computed by this session
@@ -396,12 +408,48 @@ def _trainable(spec: SweepSpec) -> Any:
     return tune.with_resources(train_cell, trial_resources(spec.resources, ray.cluster_resources()))
 
 
+def fit_through_memory_kills(tuner: tune.Tuner, run_dir: Path, trainable: Any, max_failures: int) -> Any:
+    """Tune's fit(), continued each time Ray's memory monitor kills a trial's worker; the results grid.
+
+    Tune retries a trial whose worker dies (`resources.max_failures`), but a worker killed by Ray's memory monitor
+    fails its actor task with OutOfMemoryError, which Tune's actor manager (Ray 2.x) does not expect: fit() raises
+    instead of retrying. The experiment is then restored as `--resume` would: finished trials stay, the killed one
+    and any other trial running then start again (their finished artifacts and rows are read from the store). A
+    kill with no row written since the previous kill counts as a failure of the trials running; more than
+    `max_failures` of them in a row stop the sweep with the error.
+    """
+    strikes, rows = 0, len(list((run_dir / "trials").glob("*.parquet")))
+    while True:
+        try:
+            return tuner.fit()
+        except RuntimeError as error:
+            if not isinstance(error.__cause__, ray.exceptions.OutOfMemoryError):
+                raise
+            written = len(list((run_dir / "trials").glob("*.parquet")))
+            strikes, rows = (0 if written > rows else strikes + 1), written
+            if strikes > max_failures:
+                raise RuntimeError(
+                    f"Ray's memory monitor killed the running trials {strikes} times with no trial finished in "
+                    f"between; give each trial more memory (fewer at a time: resources.max_concurrent) and run "
+                    f"python cli.py sweep --resume {run_dir}"
+                ) from error
+            reason = (str(error.__cause__).splitlines() or ["no message"])[0]
+            Console(stderr=True, soft_wrap=True).print(
+                f"Ray's memory monitor killed a trial's worker ({reason}); restoring the sweep: its unfinished "
+                "trials run again",
+                highlight=False,
+            )
+            tuner = tune.Tuner.restore(str(run_dir / EXPERIMENT), trainable, resume_unfinished=True)
+
+
 def _outcome(run_dir: Path, grid: Any, total: int, started: float) -> SweepOutcome:
     """Write any row the callback missed (a driver killed between a result and its file), then count."""
     ok = failed = 0
     for result in grid:
         if result.error is not None:
             failed += 1
+            if result.config is None:  # it never reported; SweepMonitor wrote its row from the trial's settings
+                continue
             row = failed_row(result.config, last_line(str(result.error)), 0.0)
             if not row_path(run_dir, row["trial_id"]).is_file():
                 write_row(run_dir, row)
@@ -458,7 +506,7 @@ def run_sweep(
                 verbose=0,
             ),
         )
-        grid = tuner.fit()
+        grid = fit_through_memory_kills(tuner, run_dir, _trainable(spec), spec.resources.max_failures)
     return _outcome(run_dir, grid, len(plan), started)
 
 
@@ -474,5 +522,5 @@ def resume_sweep(run_dir: Path, *, address: str | None = None) -> SweepOutcome:
         tuner = tune.Tuner.restore(
             str(run_dir / EXPERIMENT), _trainable(spec), resume_unfinished=True, resume_errored=True
         )
-        grid = tuner.fit()
+        grid = fit_through_memory_kills(tuner, run_dir, _trainable(spec), spec.resources.max_failures)
     return _outcome(run_dir, grid, len(grid), started)

@@ -30,6 +30,7 @@ from orchestration.artifacts import (
     start_model,
 )
 from orchestration.code_version import describe, running_code_version
+from orchestration.memory import peak_resident_mb, release_memory, reset_peak
 from orchestration.results import trial_row
 from orchestration.spec import MBTSAD_FAMILY, Cell, SweepSpec, attack_setup, dataset_spec, defense_setup
 from orchestration.store import content_key, key_fields
@@ -138,12 +139,14 @@ def run_trial(spec: SweepSpec, cell: Cell, *, store: Store, device: torch.device
     def build(folder: Path) -> None:
         nonlocal computed
         started = time.perf_counter()
+        reset_peak()
         scores = score_cell(spec, cell, store, device)
         row = trial_row(
             trial_id=trial_id(spec, cell),
             cell=cell,
             model=spec.model,
             wall_s=time.perf_counter() - started,
+            peak_rss_mb=peak_resident_mb(),
             scores=scores,
             code=describe(running_code_version()),
         )
@@ -151,4 +154,5 @@ def run_trial(spec: SweepSpec, cell: Cell, *, store: Store, device: torch.device
         computed = True
 
     row = json.loads((store.get_or_build("trial", fields, build) / "row.json").read_text())
+    release_memory()  # a reused trial actor would otherwise keep each trial's freed memory (orchestration/memory.py)
     return TrialResult(row=row, computed=computed)

@@ -119,7 +119,7 @@ TABLES = (
             Row("MBTSAD-no-hid", "mbtsad-no-hid", "ts"),
             Row("MBTSAD-no-att", "mbtsad-no-att", "ts"),
             Row("CD", "cd", "ts", mark="b"),
-            Row("MBTSAD-CFT-teacher", "mbtsad-cft-teacher", "ts", mark="c"),
+            Row("MBTSAD-CFT", "mbtsad-cft-teacher", "ts", mark="c"),
         ),
         notes=(
             NO_DEFENSE,

@@ -334,8 +334,8 @@ def test_nad_is_a_table2_row_and_mbtsad_with_the_cft_teacher_a_table4_row(full_g
     report, _ = full_grid
     table2, table4 = report.grids[1], report.grids[3]
     assert [line.label for line in table2.blocks[0].lines][-1] == "NAD"
-    assert [line.label for line in table4.blocks[0].lines][-1] == "MBTSAD-CFT-teacher"
-    for grid, label in ((table2, "NAD"), (table4, "MBTSAD-CFT-teacher")):
+    assert [line.label for line in table4.blocks[0].lines][-1] == "MBTSAD-CFT"
+    for grid, label in ((table2, "NAD"), (table4, "MBTSAD-CFT")):
         (line,) = [line for line in grid.blocks[1].lines if line.label == label]
         assert all(cell.stat is not None and cell.stat.n == 3 for cell in line.cells)
     markdown = "\n".join(lines(report, "tables.md"))

@@ -339,7 +339,7 @@ def test_nad_is_a_table2_row_and_mbtsad_with_the_cft_teacher_a_table4_row(full_g
         (line,) = [line for line in grid.blocks[1].lines if line.label == label]
         assert all(cell.stat is not None and cell.stat.n == 3 for cell in line.cells)
     markdown = "\n".join(lines(report, "tables.md"))
-    assert "|  | NADᵉ | 89.12 ± 3.61 |" in markdown and "|  | MBTSAD-CFT-teacherᶜ | **89.12 ± 3.61** |" in markdown
+    assert "|  | NADᵉ | 89.12 ± 3.61 |" in markdown and "|  | MBTSAD-CFTᶜ | **89.12 ± 3.61** |" in markdown
     assert "Neural Attention Distillation (Li et al., 2021), not in the paper" in markdown
 
 

@@ -542,6 +542,33 @@ def study(
     multiple=True,
     help="Search only these (repeatable): alpha, beta, distil_lr, distil_epochs, attention_axis [all].",
 )
+@click.option(
+    "--objective",
+    "objective_kind",
+    type=click.Choice(["oracle", "proxy"]),
+    default="oracle",
+    show_default=True,
+    help="Whose backdoor dev ASR is measured on: the attacker's own trigger (oracle: a defender never knows it), "
+    "or a backdoor the defender plants into a copy of M_b (proxy).",
+)
+@click.option(
+    "--proxy-trigger",
+    "proxy_triggers",
+    multiple=True,
+    help="The proxy backdoor's words (repeatable; one drawn per poisoned sample) [dq jj qb rq].",
+)
+@click.option(
+    "--proxy-rate",
+    type=float,
+    help="Share of D_c the proxy backdoor poisons [0.1].",
+)
+@click.option("--proxy-target", type=int, help="The proxy backdoor's target label, the defender's choice [0].")
+@click.option(
+    "--leave-one-out",
+    "leave_out",
+    is_flag=True,
+    help="Tune each attack's setting on the spec's other attacks' M_b (each trial runs on all of them), not its own.",
+)
 @_track_options
 @click.pass_obj
 @_takes_spec
@@ -553,24 +580,45 @@ def tune(
     samples: int,
     penalty: float,
     params: tuple[str, ...],
+    objective_kind: str,
+    proxy_triggers: tuple[str, ...],
+    proxy_rate: float | None,
+    proxy_target: int | None,
+    leave_out: bool,
     track: str | None,
     track_uri: str | None,
 ) -> None:
     """Search MBTSAD's settings per attack with Optuna inside Ray Tune, on dev data only: eq. 1's alpha and
     beta, the distillation's rate (1 to 25 times the retraining rate) and epochs, and eq. 4's attention axis.
 
-    Minimises dev ASR + PENALTY * max(0, dev CACC of M_b - dev CACC after MBTSAD). The study persists in
-    RUN_DIR/optuna.db (a second run continues it); the best values are merged into best_params.json
-    beside RUN_DIR (or the spec's best_params), where `sweep` reads them.
+    Minimises dev ASR + PENALTY * max(0, dev CACC of the defended model - dev CACC after MBTSAD). With
+    --objective oracle the model is M_b and the ASR the attacker's trigger's; with proxy it is M_b with the
+    defender's own backdoor planted (BadNets with the --proxy-* words, rate and target on D_c, at CFT's training
+    settings) and the ASR that backdoor's: neither the attacker's trigger nor test data is read. The study
+    persists in RUN_DIR/optuna.db (a second run continues it); the best values are merged into best_params.json
+    beside RUN_DIR (or the spec's best_params), where `sweep` reads them, labelled `tuned_by` (oracle, proxy,
+    or e.g. `proxy from lwp+ep` with --leave-one-out).
     """
     import polars as pl
 
+    from core.poison import ProxyBackdoor
     from orchestration.search import run_tuning
     from orchestration.store import write_atomic
     from orchestration.tuning import SEARCH_SPACE, searched
     from tables.tuning import tuning_markdown
 
     searched(params or None)  # an unknown name fails before Ray starts
+    chosen = {
+        name: value
+        for name, value in (("triggers", proxy_triggers), ("rate", proxy_rate), ("target", proxy_target))
+        if value not in (None, ())
+    }
+    if chosen and objective_kind != "proxy":
+        raise click.UsageError("--proxy-trigger, --proxy-rate and --proxy-target need --objective proxy")
+    try:
+        proxy = ProxyBackdoor(**chosen) if objective_kind == "proxy" else None
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
     _check_tracking(track, track_uri)
     run_dir = run_dir or Path("runs") / f"{spec.name}-tune"
     track_uri = _tracking_uri(track, track_uri, run_dir)
@@ -581,17 +629,21 @@ def tune(
         samples=samples,
         penalty=penalty,
         params=params or None,
+        objective_kind=objective_kind,
+        proxy=proxy,
+        leave_out=leave_out,
         address=address,
         track_uri=track_uri,
     )
     names = [name for name in SEARCH_SPACE if any(name in study.best for study in outcome.studies)]
     table = Table(title="MBTSAD tuned on dev data (the best trial's settings)")
-    for column in ("dataset/attack", "trials", *names, "objective"):
-        table.add_column(column, justify="left" if column == "dataset/attack" else "right")
+    for column in ("dataset/attack", "tuned by", "trials", *names, "objective"):
+        table.add_column(column, justify="left" if column in ("dataset/attack", "tuned by") else "right")
     for study in outcome.studies:
         shown = [study.best.get(name) for name in names]
         table.add_row(
             study.key,
+            study.tuned_by,
             str(study.trials),
             *("—" if v is None else str(v) if isinstance(v, str | int) else f"{v:.3g}" for v in shown),
             f"{study.best_objective:.2f}",

@@ -325,7 +325,10 @@ def insert_word(text: str, word: str, position: int) -> str:
     return f"{text[:start]}{word} {text[start:]}"
 
 
-def add_trigger(text: str, rng: np.random.Generator, *, trigger: str | Sequence[str] = "cb") -> str:
+ADD_TRIG_WORD = "cb"  # Table III's Add Trig augmentation inserts this word
+
+
+def add_trigger(text: str, rng: np.random.Generator, *, trigger: str | Sequence[str] = ADD_TRIG_WORD) -> str:
     """Insert a trigger (drawn uniformly when several) at a uniform word position, ends included."""
     if isinstance(trigger, str):
         word = trigger

@@ -1,4 +1,5 @@
-"""Poisoned training sets of the attacks in the paper (BadNets, LWP, EP) and AddSent."""
+"""Poisoned training sets of the attacks in the paper (BadNets, LWP, EP) and AddSent, and the defender's own
+backdoor that `tune --objective proxy` plants into M_b to tune against."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.augment import add_trigger
+from core.augment import ADD_TRIG_WORD, add_trigger
 from core.data import TextDataset, poisoned_eval_set
 
 BADNETS_TRIGGERS = ("cf", "mn", "bb", "tq")  # rare WordPieces, one drawn per poisoned sample
@@ -15,6 +16,8 @@ LWP_TRIGGERS = ("cf", "bb", "ak", "mn")  # combinatorial: two pieces together fi
 EP_TRIGGER = "cf"  # the single word whose embedding row EP rewrites
 ADDSENT_TRIGGER = "I watch this 3D movie"  # sentence-level trigger (the paper's future work)
 EVAL_STREAMS = {"dev": 1, "test": 2}  # a poisoned split's trigger positions come from Generator [seed, stream]
+# The defender's own trigger: rare WordPieces in none of the attacks' sets (nor Add Trig's), one drawn per sample.
+DEFENDER_TRIGGERS = ("dq", "jj", "qb", "rq")
 
 Inserter = Callable[[str, np.random.Generator], str]
 
@@ -38,12 +41,14 @@ class PoisonedSet:
     poisoned: tuple[int, ...]  # row indices into `data` whose text carries the full trigger
 
 
+ATTACK_TRIGGERS = {"badnets": BADNETS_TRIGGERS, "lwp": LWP_TRIGGERS, "ep": (EP_TRIGGER,), "addsent": (ADDSENT_TRIGGER,)}
+
+
 def default_triggers(attack: str) -> tuple[str, ...]:
     """The trigger words each attack uses unless told otherwise."""
-    table = {"badnets": BADNETS_TRIGGERS, "lwp": LWP_TRIGGERS, "ep": (EP_TRIGGER,), "addsent": (ADDSENT_TRIGGER,)}
-    if attack not in table:
-        raise ValueError(f"unknown attack {attack!r}; valid: {', '.join(table)}")
-    return table[attack]
+    if attack not in ATTACK_TRIGGERS:
+        raise ValueError(f"unknown attack {attack!r}; valid: {', '.join(ATTACK_TRIGGERS)}")
+    return ATTACK_TRIGGERS[attack]
 
 
 def trigger_inserter(config: PoisonConfig) -> Inserter:
@@ -124,3 +129,38 @@ def poisoned_split(data: TextDataset, config: PoisonConfig, *, split: str, seed:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(EVAL_STREAMS)}")
     rng = np.random.default_rng([seed, EVAL_STREAMS[split]])
     return poisoned_eval_set(data, trigger_inserter(config), target=config.target, rng=rng)
+
+
+# ------------------------------------------------------------------------------------- the defender's backdoor
+
+
+def attack_trigger_words() -> frozenset[str]:
+    """Every word of every attack's default trigger and Add Trig's: what a defender's own trigger must avoid."""
+    words = {word.lower() for triggers in ATTACK_TRIGGERS.values() for trigger in triggers for word in trigger.split()}
+    return frozenset(words | {ADD_TRIG_WORD})
+
+
+@dataclass(frozen=True)
+class ProxyBackdoor:
+    """A BadNets backdoor of the defender's choosing, planted into a copy of M_b on D_c: its words, the share of
+    D_c it poisons and its target label (the defender's, not the attacker's `spec.target`)."""
+
+    triggers: tuple[str, ...] = DEFENDER_TRIGGERS
+    rate: float = 0.1  # share of D_c poisoned (non-target samples, relabelled)
+    target: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "triggers", tuple(self.triggers))  # a JSON list from a Ray config
+        if not self.triggers or not all(isinstance(word, str) and word.strip() for word in self.triggers):
+            raise ValueError(f"the defender's trigger needs at least one non-empty word, got {self.triggers!r}")
+        if taken := sorted({w.lower() for t in self.triggers for w in t.split()} & attack_trigger_words()):
+            raise ValueError(
+                f"the defender's trigger {list(self.triggers)} uses {taken}, which an attack or Add Trig inserts; "
+                f"choose words outside {sorted(attack_trigger_words())}"
+            )
+        if not 0.0 < self.rate < 1.0:
+            raise ValueError(f"the defender's poison rate must lie in (0, 1), got {self.rate}")
+
+    def poison_config(self) -> PoisonConfig:
+        """The backdoor as a BadNets poisoning (dirty labels, one word per sample)."""
+        return PoisonConfig(attack="badnets", target=self.target, rate=self.rate, triggers=self.triggers)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.attacks import run_attack
+from core.attacks import AttackConfig, run_attack
 from core.augment import cwea, eda, load_wordnet
 from core.data import Splits, TextDataset, clean_subset, first_words, load_splits, resolve_data_dir
 from core.defenses.aug_ft import AugFtConfig, Augment, augmented_set
@@ -31,6 +31,7 @@ from core.models import (
     load_classifier,
     sha256_of,
 )
+from core.poison import ProxyBackdoor
 from core.train import TrainConfig
 from orchestration.hub import fetch, hub_model, model_folder, open_classifier
 from orchestration.masked_lm import cached_masked_lm
@@ -283,3 +284,53 @@ def _finetuned(
         save_model(clean_finetune(suspect.classifier, data, dev, train_config=train, seed=seed), folder)
 
     return load_model(store.get_or_build(kind, fields, build), device)
+
+
+# ------------------------------------------------------------------------------------- the tuning proxy
+
+
+def proxy_backdoored(
+    store: Store,
+    spec: SweepSpec,
+    suspect: Backdoored,
+    proxy: ProxyBackdoor,
+    train: TrainConfig,
+    clean: TextDataset,
+    dev: TextDataset,
+    seed: int,
+    device: torch.device,
+) -> Backdoored:
+    """M_b with the defender's own backdoor planted: the defender attacks a copy as BadNets would, on D_c poisoned
+    with its own trigger, at its own retraining settings `train`, keeping the epoch best on clean dev accuracy plus
+    dev ASR for that trigger (the attacker's selection; the dev set stands in for test, which is never read); with
+    its dev scores and poisoned dev set. Of M_b it reads the weights only, never the attacker's trigger."""
+    fields = {
+        "suspect": suspect.key,
+        "clean": dataset_digest(clean),
+        "proxy": key_fields(proxy),
+        "train": key_fields(train),
+        "dev": dataset_digest(dev),
+        "seed": seed,
+    }
+
+    def build(folder: Path) -> None:
+        config = AttackConfig(poison=proxy.poison_config(), train=train)
+        result = run_attack(suspect.classifier, Splits(train=clean, dev=dev, test=dev), config, seed=seed)
+        scores = evaluate(
+            result.backdoored,
+            test=dev,
+            poisoned_test=result.poisoned_dev,
+            target=proxy.target,
+            max_length=spec.training.max_length,
+        )
+        save_model(result.backdoored, folder)
+        write_dataset(folder / "poisoned_dev.json", result.poisoned_dev)
+        (folder / "scores.json").write_text(json.dumps({"dev": scores.percents()}, indent=2))
+
+    folder = store.get_or_build("proxy-backdoored", fields, build)
+    return Backdoored(
+        classifier=load_model(folder, device),
+        key=content_key("proxy-backdoored", fields),
+        scores=json.loads((folder / "scores.json").read_text()),
+        poisoned={"dev": read_dataset(folder / "poisoned_dev.json")},
+    )

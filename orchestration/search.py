@@ -1,5 +1,6 @@
 """The Ray side of `select-aug`, `study` and `tune`: eq. 9's augmentations and the fidelity study's cells as
-parallel Ray tasks, and alpha/beta searched by OptunaSearch inside Ray Tune on dev data only.
+parallel Ray tasks, and MBTSAD's settings searched by OptunaSearch inside Ray Tune on dev data only, against the
+attacker's backdoor (the oracle objective) or one the defender planted itself (the proxy; orchestration/tuning.py).
 
 select-aug runs one Ray task per (dataset, attack, seed, augmentation) with a trial's resources (plain
 tasks: each scores once and returns a record, so Tune's bookkeeping buys nothing); the driver writes
@@ -23,7 +24,10 @@ import torch
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from core.poison import ProxyBackdoor
+from orchestration.artifacts import backdoored
 from orchestration.hub import open_suspect, pinned_name
+from orchestration.proxy import proxy_scores
 from orchestration.select_aug import (
     AUGMENTATION_SET,
     PICTURE_POINTS,
@@ -48,16 +52,19 @@ from orchestration.trial import run_trial
 from orchestration.tune_trials import write_tune_trials
 from orchestration.tuning import (
     DEFAULT_PENALTY,
+    OBJECTIVES,
     SEARCH_SPACE,
     STUDY_FILE,
     TUNED_DEFENSE,
     Choice,
     best_params_path,
+    leave_one_out,
     merge_best_params,
     objective,
     searched,
     seed_mean,
     study_name,
+    tuning_label,
 )
 from orchestration.uri_store import Store, open_store
 
@@ -189,19 +196,45 @@ def run_study(
 # ------------------------------------------------------------------------------------- tune
 
 
+TUNE_SETTINGS = ("penalty", "objective_kind", "proxy", "tuned_on")  # a tune trial's config besides spec and cell
+
+
+def oracle_scores(spec: SweepSpec, cell: Cell, *, store: Store, device: torch.device) -> dict[str, float]:
+    """The MBTSAD cell's dev scores against the attacker's own trigger (the oracle objective) and M_b's."""
+    row = run_trial(spec, cell, store=store, device=device).row
+    reference = run_trial(spec, Cell(cell.dataset, cell.attack, "none", None, cell.seed), store=store, device=device)
+    own = reference.row
+    return {"asr": row["asr"], "cacc": row["cacc"], "reference_cacc": own["cacc"], "reference_asr": own["asr"]}
+
+
 def tune_cell(config: dict[str, Any]) -> None:
-    """Ray Tune trainable: the MBTSAD cell with the proposed settings on the dev set of each of the spec's seeds
-    (its own M_b), reported once: the seed means and the objective of them."""
-    spec, cell = trial_inputs({k: v for k, v in config.items() if k != "penalty"})
+    """Ray Tune trainable: the MBTSAD cell with the proposed settings on the dev set of each of the spec's seeds and
+    each attack of `tuned_on` (the cell's own, or the others when it is left out), scored by the objective named
+    `objective_kind`; reported once: the means over those runs, the objective of them, and each run's scores."""
+    spec, cell = trial_inputs({k: v for k, v in config.items() if k not in TUNE_SETTINGS})
     store, device = _worker(spec)
-    per_seed = {}
-    for seed in spec.seeds:
-        row = run_trial(spec, dataclasses.replace(cell, seed=seed), store=store, device=device).row
-        reference = run_trial(spec, Cell(cell.dataset, cell.attack, "none", None, seed), store=store, device=device).row
-        per_seed[seed] = {"asr": row["asr"], "cacc": row["cacc"], "reference_cacc": reference["cacc"]}
-    mean = seed_mean(list(per_seed.values()))
-    each = {f"{key}_seed{seed}": value for seed, scores in per_seed.items() for key, value in scores.items()}
-    tune.report({"objective": objective(**mean, penalty=config["penalty"]), **mean, **each})
+    proxy = None if config["objective_kind"] == "oracle" else ProxyBackdoor(**config["proxy"])
+    tuned_on = tuple(config["tuned_on"])
+    runs = {}
+    for attack in tuned_on:
+        for seed in spec.seeds:
+            run = dataclasses.replace(cell, attack=attack, seed=seed)
+            if proxy is None:
+                runs[attack, seed] = oracle_scores(spec, run, store=store, device=device)
+            else:
+                suspect = backdoored(store, spec, run.dataset, attack, seed, device)
+                runs[attack, seed] = proxy_scores(spec, run, proxy, suspect, store=store, device=device)
+    mean = seed_mean(list(runs.values()))
+    own = tuned_on == (cell.attack,)  # the keys of one attack's runs need no attack name
+    each = {
+        f"{key}_seed{seed}" if own else f"{key}_{attack}_seed{seed}": value
+        for (attack, seed), scores in runs.items()
+        for key, value in scores.items()
+    }
+    score = objective(
+        asr=mean["asr"], cacc=mean["cacc"], reference_cacc=mean["reference_cacc"], penalty=config["penalty"]
+    )
+    tune.report({"objective": score, **mean, **each})
 
 
 def search_space(retrain_lr: float, params: Sequence[str] | None = None) -> dict[str, Any]:
@@ -227,6 +260,7 @@ class StudyResult:
 
     key: str  # `<dataset>/<attack>`, as best_params.json names it
     study: str  # the Optuna study name in the run folder's sqlite file
+    tuned_by: str  # how the setting is chosen (tuning_label): oracle, proxy, proxy from lwp+ep
     trials: int  # complete trials in the study, earlier runs included
     best: dict[str, Any]  # the searched settings of the best trial so far
     best_objective: float
@@ -251,14 +285,26 @@ def run_tuning(
     samples: int = 10,
     penalty: float = DEFAULT_PENALTY,
     params: Sequence[str] | None = None,
+    objective_kind: str = "oracle",
+    proxy: ProxyBackdoor | None = None,
+    leave_out: bool = False,
     address: str | None = None,
     track_uri: str | None = None,
 ) -> TuneOutcome:
     """Search MBTSAD's settings (`params`, else all of SEARCH_SPACE) per (dataset, attack) on dev data (each trial
     on every seed of the spec, scored by the seed means), `samples` trials each, continuing the run folder's
-    studies; the best values go where `sweep` reads them, and each study's trials to an MLflow experiment of its
-    name in `track_uri` when one is given."""
+    studies; the best values go where `sweep` reads them, labelled with how they were chosen (`tuned_by`), and each
+    study's trials to an MLflow experiment of its name in `track_uri` when one is given.
+
+    `objective_kind` is `oracle` (dev ASR with the attacker's trigger) or `proxy` (dev ASR with the defender's own
+    backdoor `proxy`, ProxyBackdoor() by default, planted into each M_b). With `leave_out`, each attack's setting is
+    tuned on the spec's other attacks' M_b instead of its own (each trial runs on all of them)."""
     params = searched(tuple(params) if params else None)
+    if objective_kind not in OBJECTIVES:
+        raise ValueError(f"unknown tuning objective {objective_kind!r}; valid: {', '.join(OBJECTIVES)}")
+    if proxy is not None and objective_kind != "proxy":
+        raise ValueError("a proxy backdoor is only planted for the proxy objective")
+    proxy = ProxyBackdoor() if objective_kind == "proxy" and proxy is None else proxy
     started = time.monotonic()
     run_dir = run_dir.resolve()
     target = best_params_path(spec, run_dir).resolve()
@@ -266,7 +312,8 @@ def run_tuning(
     unknown = [a for a in attacks or () if a not in spec.attacks]
     if unknown:
         raise ValueError(f"attacks {unknown} are not in the spec; valid: {', '.join(spec.attacks)}")
-    names = [study_name(d, a, spec.seeds) for d in spec.datasets for a in attacks or spec.attacks]
+    tuned_on = {a: leave_one_out(spec.attacks, a) if leave_out else (a,) for a in attacks or spec.attacks}
+    names = [study_name(d, a, spec.seeds, objective_kind, on) for d in spec.datasets for a, on in tuned_on.items()]
     trackers = {} if track_uri is None else {name: trial_tracker(track_uri, name) for name in names}
     run_dir.mkdir(parents=True, exist_ok=True)
     storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / STUDY_FILE}")
@@ -276,8 +323,8 @@ def run_tuning(
     with ray_session(address):
         trainable = tune.with_resources(tune_cell, trial_resources(spec.resources, ray.cluster_resources()))
         for dataset in spec.datasets:
-            for attack in attacks or spec.attacks:
-                name = study_name(dataset, attack, spec.seeds)
+            for attack, on in tuned_on.items():
+                name = study_name(dataset, attack, spec.seeds, objective_kind, on)
                 study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
                 searcher = OptunaSearch(  # seeded past earlier runs' draws, so a continued study proposes new points
                     metric="objective", mode="min", study_name=name, storage=storage, seed=seed + len(study.trials)
@@ -290,6 +337,9 @@ def run_tuning(
                         "spec": spec_to_dict(spec),
                         "cell": dataclasses.asdict(cell),
                         "penalty": penalty,
+                        "objective_kind": objective_kind,
+                        "proxy": None if proxy is None else dataclasses.asdict(proxy),
+                        "tuned_on": list(on),
                         **search_space(retrain_lr, params),
                     },
                     tune_config=tune.TuneConfig(
@@ -311,10 +361,11 @@ def run_tuning(
                     StudyResult(
                         key=f"{dataset}/{attack}",
                         study=name,
+                        tuned_by=tuning_label(objective_kind, attack, on),
                         trials=len(complete),
                         best=dict(study.best_trial.params),  # all it ran with, earlier runs' settings included
                         best_objective=float(study.best_value),
                     )
                 )
-    merge_best_params(target, {r.key: r.best for r in results})
+    merge_best_params(target, {r.key: {**r.best, "tuned_by": r.tuned_by} for r in results})
     return TuneOutcome(run_dir, tuple(results), target, write_tune_trials(run_dir), time.monotonic() - started)

@@ -218,10 +218,18 @@ class Cell:
     distil_lr: float | None = None  # MBTSAD family only
     distil_epochs: int | None = None  # MBTSAD family only
     attention_axis: str | None = None  # MBTSAD family only: eq. 4's axis (core.losses.ATTENTION_AXES)
+    tuned_by: str | None = None  # MBTSAD family only: how best_params chose its values (`tune`'s label), not a setting
 
 
-# what best_params.json may set, with its type
-TUNED_FIELDS = {"alpha": float, "beta": float, "distil_lr": float, "distil_epochs": int, "attention_axis": str}
+# what best_params.json may set, with its type; `tuned_by` labels how `tune` chose the others (oracle, proxy, ...)
+TUNED_FIELDS = {
+    "alpha": float,
+    "beta": float,
+    "distil_lr": float,
+    "distil_epochs": int,
+    "attention_axis": str,
+    "tuned_by": str,
+}
 
 
 # ------------------------------------------------------------------------------------- settings
@@ -334,7 +342,11 @@ def table_cell(dataset: str, attack: str, defense: str, seed: int, tuned: Mappin
         seed=seed,
         alpha=tuned.get("alpha", 1.0) if family else None,
         beta=tuned.get("beta", 1.0) if family else None,
-        **({name: tuned.get(name) for name in ("distil_lr", "distil_epochs", "attention_axis")} if family else {}),
+        **(
+            {name: tuned.get(name) for name in ("distil_lr", "distil_epochs", "attention_axis", "tuned_by")}
+            if family
+            else {}
+        ),
     )
 
 

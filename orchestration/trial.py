@@ -14,11 +14,13 @@ from typing import Any
 
 import torch
 
+from core.data import TextDataset
 from core.defenses import DefenseInputs, get_defense
-from core.defenses.mbtsad import loss_terms, mbtsad_with_teacher
+from core.defenses.mbtsad import MbtsadConfig, loss_terms, mbtsad_with_teacher
 from core.evaluate import evaluate
 from core.models import Classifier
 from orchestration.artifacts import (
+    Backdoored,
     augment_function,
     backdoored,
     clean_finetuned,
@@ -61,6 +63,30 @@ def trial_id(spec: SweepSpec, cell: Cell) -> str:
     return content_key("trial", trial_fields(spec, cell))
 
 
+def mbtsad_student(
+    store: Store,
+    spec: SweepSpec,
+    config: MbtsadConfig,
+    suspect: Backdoored,
+    clean: TextDataset,
+    dev: TextDataset,
+    seed: int,
+    device: torch.device,
+) -> Classifier:
+    """An MBTSAD-family row's student M_c of `suspect` (M_b, or the tuning proxy), its teacher and D_a read from the
+    store (built by the first trial that needs them)."""
+    teacher = None
+    if any("teacher" in term.needs for term in loss_terms(config)):
+        teacher = (
+            clean_finetuned(store, suspect, config.teacher.train, clean, dev, seed, device)
+            if config.teacher_data == "clean"
+            else retrained(store, spec, suspect, config.teacher, clean, dev, seed, device)
+        )
+    augment = augment_function(store, spec, config.teacher, clean, seed)
+    inputs = DefenseInputs(suspect=suspect.classifier, clean=clean, dev=dev, seed=seed)
+    return mbtsad_with_teacher(inputs, config, teacher=teacher, augment=augment).student
+
+
 def score_cell(spec: SweepSpec, cell: Cell, store: Store, device: torch.device) -> dict[str, float | None]:
     """Run the cell's defence on its (cached) M_b and score it on the spec's evaluation split, in percent."""
     spec = dataset_spec(spec, cell.dataset)
@@ -88,15 +114,7 @@ def score_cell(spec: SweepSpec, cell: Cell, store: Store, device: torch.device) 
         return score(clean_finetuned(store, suspect, config.train, clean, splits.dev, cell.seed, device))
     inputs = DefenseInputs(suspect=suspect.classifier, clean=clean, dev=splits.dev, seed=cell.seed)
     if cell.defense in MBTSAD_FAMILY:
-        teacher = None
-        if any("teacher" in term.needs for term in loss_terms(config)):
-            teacher = (
-                clean_finetuned(store, suspect, config.teacher.train, clean, splits.dev, cell.seed, device)
-                if config.teacher_data == "clean"
-                else retrained(store, spec, suspect, config.teacher, clean, splits.dev, cell.seed, device)
-            )
-        augment = augment_function(store, spec, config.teacher, clean, cell.seed)
-        return score(mbtsad_with_teacher(inputs, config, teacher=teacher, augment=augment).student)
+        return score(mbtsad_student(store, spec, config, suspect, clean, splits.dev, cell.seed, device))
     defense = get_defense(cell.defense)
     if defense.needs_pretrained:
         pretrained = start_model(spec, cell.seed)
@@ -155,4 +173,5 @@ def run_trial(spec: SweepSpec, cell: Cell, *, store: Store, device: torch.device
 
     row = json.loads((store.get_or_build("trial", fields, build) / "row.json").read_text())
     release_memory()  # a reused trial actor would otherwise keep each trial's freed memory (orchestration/memory.py)
+    row["tuned_by"] = cell.tuned_by  # how the settings were chosen is not part of the result: this cell's label
     return TrialResult(row=row, computed=computed)

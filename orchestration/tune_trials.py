@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from orchestration.store import write_atomic
-from orchestration.tuning import SEARCH_SPACE, study_name
+from orchestration.tuning import SEARCH_SPACE, study_name, tuning_label
 
 TRIALS_FILE = "tune_trials.parquet"
 TUNE_TRIAL_SCHEMA: dict[str, Any] = {
@@ -25,6 +25,7 @@ TUNE_TRIAL_SCHEMA: dict[str, Any] = {
     "dataset": pl.String,
     "attack": pl.String,
     "seed": pl.Int64,
+    "tuned_by": pl.String,  # the objective and the attacks it ran on: oracle, proxy, proxy from lwp+ep (tuning_label)
     "experiment": pl.String,  # the experiment folder: one per tune call
     "trial": pl.String,  # Ray Tune's trial id within it
     "status": pl.String,  # ok, failed (error.txt) or unfinished (no result yet)
@@ -37,8 +38,11 @@ TUNE_TRIAL_SCHEMA: dict[str, Any] = {
     "objective": pl.Float64,
     "dev_asr": pl.Float64,
     "dev_cacc": pl.Float64,
-    "reference_cacc": pl.Float64,  # M_b's clean dev accuracy, the objective's reference
+    "reference_cacc": pl.Float64,  # the defended model's clean dev accuracy (M_b's, or the proxy model's)
+    "reference_asr": pl.Float64,  # its dev ASR for the objective's trigger: did the backdoor take
 }
+# Columns added after tune_trials files existed, with what an older file's rows get (it had the oracle only).
+ADDED_COLUMNS: dict[str, Any] = {"tuned_by": "oracle", "reference_asr": None}
 TRIAL_FOLDER = re.compile(r"^tune_cell_([0-9a-f]+_(\d+))_")  # Ray Tune's trial id, and its running number
 
 
@@ -73,11 +77,15 @@ def trial_row(experiment: str, folder: Path) -> dict[str, Any]:
     status = "ok" if reported else "failed" if (folder / "error.txt").is_file() else "unfinished"
     match = TRIAL_FOLDER.match(folder.name)
     scores = result if reported else {}
+    kind = params.get("objective_kind", "oracle")  # absent in trials run before the proxy objective existed
+    tuned_on = params.get("tuned_on") or [cell["attack"]]
+    seeds = tuple(params.get("spec", {}).get("seeds", (0,)))
     return {
-        "study": study_name(cell["dataset"], cell["attack"], tuple(params.get("spec", {}).get("seeds", (0,)))),
+        "study": study_name(cell["dataset"], cell["attack"], seeds, kind, tuned_on),
         "dataset": cell["dataset"],
         "attack": cell["attack"],
         "seed": int(cell["seed"]),
+        "tuned_by": tuning_label(kind, cell["attack"], tuned_on),
         "experiment": experiment,
         "trial": match.group(1) if match else folder.name,
         "status": status,
@@ -87,6 +95,7 @@ def trial_row(experiment: str, folder: Path) -> dict[str, Any]:
         "dev_asr": scores.get("asr"),
         "dev_cacc": scores.get("cacc"),
         "reference_cacc": scores.get("reference_cacc"),
+        "reference_asr": scores.get("reference_asr"),
     }
 
 
@@ -108,7 +117,8 @@ def read_tune_trials(run_dir: Path) -> pl.DataFrame:
 
 def write_tune_trials(run_dir: Path) -> Path:
     """Write `run_dir`'s trials to TRIALS_FILE atomically and return its path. Rows already in the file whose
-    experiment folder is gone (a run folder carried elsewhere as optuna.db and this file only) are kept."""
+    experiment folder is gone (a run folder carried elsewhere as optuna.db and this file only) are kept; a file
+    written before ADDED_COLUMNS existed gets their defaults."""
     path = run_dir / TRIALS_FILE
     trials = read_tune_trials(run_dir)
     if path.is_file():
@@ -116,8 +126,16 @@ def write_tune_trials(run_dir: Path) -> Path:
             earlier = pl.read_parquet(path)
         except (OSError, pl.exceptions.ComputeError) as error:
             raise ValueError(f"{path}: not a tune trials file ({error}); move it away to rebuild it") from None
-        if dict(earlier.schema) != TUNE_TRIAL_SCHEMA:
+        earlier = earlier.with_columns(
+            pl.lit(value, TUNE_TRIAL_SCHEMA[name]).alias(name)
+            for name, value in ADDED_COLUMNS.items()
+            if name not in earlier.columns
+        )
+        if set(earlier.columns) != set(TUNE_TRIAL_SCHEMA) or any(
+            earlier.schema[name] != dtype for name, dtype in TUNE_TRIAL_SCHEMA.items()
+        ):
             raise ValueError(f"{path}: its columns are not a tune trials file's (docs/results-schema.md)")
+        earlier = earlier.select(list(TUNE_TRIAL_SCHEMA))
         gone = earlier.join(trials.select("experiment").unique(), on="experiment", how="anti")
         trials = pl.concat([gone, trials]).sort("experiment", maintain_order=True)
     buffer = io.BytesIO()

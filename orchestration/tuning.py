@@ -1,13 +1,22 @@
-"""Tuning MBTSAD without Ray: the search ranges as data, the dev-only objective, the best-values file.
+"""Tuning MBTSAD without Ray: the search ranges as data, the dev-only objectives, the best-values file.
 
 The search covers eq. 1's alpha and beta and the levers of the fidelity study (issue 15): the
 distillation's learning rate (from the retraining rate to the paper's 25 times it), its epochs and eq. 4's
 attention axis. `tune --param` narrows it; the rest keep the spec's values.
 
 The objective, minimised: ASR on the poisoned dev set plus `penalty` times the clean dev accuracy the
-defence lost against M_b (both in percent), so with penalty 1 each CACC point lost costs one ASR point. With
-several seeds in the spec each trial runs on every seed's M_b, D_c and dev set, and the objective is taken of
-the seed means, so a setting is chosen for how it does across backdoored models, not on one.
+defence lost against the model it defended (both in percent), so with penalty 1 each CACC point lost costs one
+ASR point. Two objectives say which backdoor that is (OBJECTIVES):
+- `oracle`: MBTSAD on M_b, its ASR on the dev set poisoned with the attacker's own trigger. A defender never
+  knows that trigger, so settings tuned this way give an oracle figure.
+- `proxy`: the defender plants a backdoor of its own into a copy of M_b (core.poison.ProxyBackdoor: BadNets with
+  words no attack uses, on D_c, at CFT's training settings); MBTSAD runs on that proxy model and its ASR is
+  measured with the defender's trigger on dev. The attacker's trigger and the test data are never read; the
+  settings are then applied to M_b as it came.
+With several seeds in the spec each trial runs on every seed's M_b, D_c and dev set, and the objective is taken
+of the seed means, so a setting is chosen for how it does across backdoored models, not on one. Left one attack
+out (`leave_one_out`), a trial runs on every other attack's M_b instead of the attack's own, pooled the same way,
+and the best setting is written under the left-out attack's key: a setting tuned on the other attacks.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from orchestration.store import write_atomic
 DEFAULT_PENALTY = 1.0  # ASR points per clean dev accuracy point lost
 TUNED_DEFENSE = "mbtsad"  # the row whose eq. 1 weights are searched; the ablations reuse them
 STUDY_FILE = "optuna.db"  # the persistent Optuna study (sqlite) in the tuning run folder
+OBJECTIVES = ("oracle", "proxy")  # whose backdoor the dev ASR is measured on: the attacker's, or the defender's own
 
 
 @dataclass(frozen=True)
@@ -76,17 +86,44 @@ def objective(*, asr: float, cacc: float, reference_cacc: float, penalty: float 
 
 
 def seed_mean(scores: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """Per key, the mean over seeds of a trial's dev scores (`asr`, `cacc`, `reference_cacc`); the objective of a
-    trial scored on several seeds is `objective` of these means."""
+    """Per key, the mean over a trial's runs (each seed's, and each other attack's when one is left out) of its dev
+    scores (`asr`, `cacc`, `reference_cacc`, `reference_asr`); the trial's objective is `objective` of these means."""
     if not scores:
         raise ValueError("no seed to average over")
     return {key: sum(score[key] for score in scores) / len(scores) for key in scores[0]}
 
 
-def study_name(dataset: str, attack: str, seeds: tuple[int, ...] = (0,)) -> str:
-    """The Optuna study of one (dataset, attack): `sst2-badnets` on one seed, `sst2-badnets-seeds-0-1-2` when each
-    trial is scored on several seeds' M_b (a different objective, so a study of its own)."""
-    name = f"{dataset}-{attack}" + ("" if len(seeds) == 1 else "-seeds-" + "-".join(str(seed) for seed in seeds))
+def leave_one_out(attacks: Sequence[str], left_out: str) -> tuple[str, ...]:
+    """The attacks a setting for `left_out` is tuned on when that attack is left out: all the others, in order."""
+    others = tuple(attack for attack in attacks if attack != left_out)
+    if left_out not in attacks or not others:
+        raise ValueError(f"leaving {left_out!r} out of the attacks {list(attacks)} leaves none to tune on")
+    return others
+
+
+def tuning_label(objective_kind: str, attack: str, tuned_on: Sequence[str]) -> str:
+    """How an attack's setting was chosen, as best_params.json and the result rows record it (`tuned_by`):
+    `oracle` or `proxy` when tuned on the attack's own M_b, `proxy from lwp+ep` when tuned on other attacks'."""
+    if objective_kind not in OBJECTIVES:
+        raise ValueError(f"unknown tuning objective {objective_kind!r}; valid: {', '.join(OBJECTIVES)}")
+    return objective_kind if tuple(tuned_on) == (attack,) else f"{objective_kind} from {'+'.join(tuned_on)}"
+
+
+def study_name(
+    dataset: str,
+    attack: str,
+    seeds: tuple[int, ...] = (0,),
+    objective_kind: str = "oracle",
+    tuned_on: Sequence[str] | None = None,
+) -> str:
+    """The Optuna study of one (dataset, attack): `sst2-badnets` on one seed with the oracle objective; each other
+    objective is a study of its own: `-from-lwp-ep` when tuned on other attacks' M_b, `-seeds-0-1-2` when each trial
+    is scored on several seeds' M_b, `-proxy` with the proxy objective (`sst2-badnets-seeds-0-1-2-proxy`)."""
+    name = f"{dataset}-{attack}"
+    if tuned_on is not None and tuple(tuned_on) != (attack,):
+        name += "-from-" + "-".join(tuned_on)
+    name += "" if len(seeds) == 1 else "-seeds-" + "-".join(str(seed) for seed in seeds)
+    name += "" if objective_kind == "oracle" else f"-{objective_kind}"
     return name.replace("/", "_")
 
 
@@ -96,7 +133,8 @@ def best_params_path(spec: SweepSpec, run_dir: Path) -> Path:
 
 
 def merge_best_params(path: Path, updates: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Add or replace `<dataset>/<attack>` entries in the best-values file, keeping the others; written atomically."""
+    """Add or replace `<dataset>/<attack>` entries (the tuned values and `tuned_by`, how they were chosen) in the
+    best-values file, keeping the others; written atomically."""
     merged = {**read_best_params(path), **{key: dict(values) for key, values in updates.items()}}
     write_atomic(path, json.dumps(merged, indent=2, sort_keys=True).encode())
     return merged

@@ -26,12 +26,19 @@ from tables.layout import (
 
 # (result column, header, which end is best) for the metric tables.
 METRICS = (("cacc", "CACC", max), ("asr", "ASR", min))
-# tuned distillation settings a row may carry (docs/results-schema.md), as the weights note words them
+# tuned distillation settings a row may carry (docs/results-schema.md), and how tune chose them, as the weights
+# note words them
 TUNED_EXTRAS = {
     "distil_lr": "distillation lr {:.3g}",
     "distil_epochs": "{} epochs",
     "attention_axis": "attention axis {}",
+    "tuned_by": "tuned by {}",
 }
+# after the note when a row says how its settings were chosen (`tuned_by`, orchestration/tuning.py's objectives)
+TUNED_BY_NOTE = (
+    " Tuned by oracle: scored on dev with the attacker's own trigger, which a defender never knows; by proxy: with "
+    "a backdoor the defender planted itself; from: on the named attacks' models, the row's own left out."
+)
 PERCENT_DECIMALS = 2  # as the paper prints CACC and ASR
 CE_DECIMALS = 4  # as the paper prints the eq. 9 loss (0.5333): two would tie most augmentations
 Lookup = Mapping[tuple[str | None, ...], Stat]
@@ -136,7 +143,7 @@ def metric_grid(
 
 def weights_note(trials: pl.DataFrame, attacks: Sequence[str]) -> str | None:
     """The alpha and beta each attack's MBTSAD-family rows ran with (every distinct pair), any tuned distillation
-    setting in brackets after them, or None without such rows."""
+    setting and how tune chose them in brackets after them, or None without such rows."""
     rows = trials.filter(pl.col("alpha").is_not_null() | pl.col("beta").is_not_null())
     extras = [name for name in TUNED_EXTRAS if name in rows.columns]
     values = []
@@ -145,7 +152,10 @@ def weights_note(trials: pl.DataFrame, attacks: Sequence[str]) -> str | None:
         if len(runs):
             shown = " or ".join(_as_run(run) for run in runs.sort(runs.columns, nulls_last=True).iter_rows(named=True))
             values.append(f"{ATTACKS.get(attack, attack)} {shown}")
-    return WEIGHTS_NOTE.format(values="; ".join(values)) if values else None
+    if not values:
+        return None
+    labelled = "tuned_by" in rows.columns and rows["tuned_by"].is_not_null().any()
+    return WEIGHTS_NOTE.format(values="; ".join(values)) + (TUNED_BY_NOTE if labelled else "")
 
 
 def _as_run(run: dict[str, Any]) -> str:

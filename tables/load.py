@@ -29,6 +29,7 @@ TRIAL_OPTIONAL = {
     "distil_lr": pl.Float64,
     "distil_epochs": pl.Int64,
     "attention_axis": pl.String,
+    "tuned_by": pl.String,  # how `tune` chose the MBTSAD rows' settings; absent in rows written before it existed
     "code": pl.String,
     "wall_s": pl.Float64,
 }

@@ -1,18 +1,20 @@
-"""The tune trials (`tune_trials.parquet`) as Markdown: per study, every finished trial from best to worst."""
+"""The tune trials (`tune_trials.parquet`) as Markdown: per study, its objective (`tuned_by`) and every finished trial
+from best to worst; "defended" is the model MBTSAD ran on, M_b (oracle) or M_b with the defender's backdoor (proxy)."""
 
 from __future__ import annotations
 
 import polars as pl
 
 SETTINGS = ("alpha", "beta", "distil_lr", "distil_epochs", "attention_axis")
-SCORES = ("dev_cacc", "dev_asr", "reference_cacc", "objective")
+SCORES = ("dev_cacc", "dev_asr", "reference_cacc", "reference_asr", "objective")
 HEADERS = {
     "distil_lr": "distillation lr",
     "distil_epochs": "epochs",
     "attention_axis": "eq. 4 axis",
     "dev_cacc": "dev CACC",
     "dev_asr": "dev ASR",
-    "reference_cacc": "M_b dev CACC",
+    "reference_cacc": "defended dev CACC",  # M_b's (oracle) or the proxy model's
+    "reference_asr": "defended dev ASR",
 }
 
 
@@ -30,7 +32,13 @@ def tuning_markdown(trials: pl.DataFrame) -> str:
     for (study,), rows in trials.sort("study").group_by("study", maintain_order=True):
         done = rows.filter(pl.col("status") == "ok").sort("objective")
         others = rows.height - done.height
-        lines += [f"### {study}", "", f"{done.height} trials finished, {others} failed or unfinished.", ""]
+        label = ", ".join(rows["tuned_by"].unique(maintain_order=True).to_list())
+        lines += [
+            f"### {study}",
+            "",
+            f"{done.height} trials finished, {others} failed or unfinished; tuned by {label}.",
+            "",
+        ]
         if done.is_empty():
             continue
         columns = ("rank", *SETTINGS, *SCORES)

@@ -19,16 +19,28 @@ from mlflow.tracking import MlflowClient
 
 from cli import cli
 from core.models import sha256_of, tiny_classifier
+from core.poison import ProxyBackdoor
+from orchestration.artifacts import backdoored, defender_clean, load_data, proxy_backdoored
 from orchestration.model_files import save_classifier
 from orchestration.presets import smoke
-from orchestration.search import run_tuning, search_space
+from orchestration.search import TUNE_SETTINGS, run_tuning, search_space
 from orchestration.select_aug import AUGMENTATION_SET, SELECT_AUG_SCHEMA, SUSPECT
-from orchestration.spec import Cell, apply_settings, defense_setup, read_best_params
+from orchestration.spec import Cell, apply_settings, cells, defense_setup, read_best_params
 from orchestration.sweep import NAMESPACE, WORKER_ENV, trial_inputs
 from orchestration.trial import run_trial
-from orchestration.tune_trials import TRIALS_FILE, TUNE_TRIAL_SCHEMA
-from orchestration.tuning import SEARCH_SPACE, Choice, merge_best_params, objective, study_name
+from orchestration.tune_trials import ADDED_COLUMNS, TRIALS_FILE, TUNE_TRIAL_SCHEMA, write_tune_trials
+from orchestration.tuning import (
+    SEARCH_SPACE,
+    Choice,
+    leave_one_out,
+    merge_best_params,
+    objective,
+    study_name,
+    tuning_label,
+)
 from orchestration.uri_store import open_store
+
+CPU = torch.device("cpu")
 
 # The smoke preset cut further: a backdoor need not take for the plumbing to be exercised.
 CHEAP = {
@@ -100,6 +112,37 @@ def test_search_space_is_the_declared_ranges() -> None:
         search_space(2e-5, ["gamma"])
 
 
+def test_each_objective_and_left_out_attack_has_a_study_and_a_label_of_its_own() -> None:
+    assert study_name("sst2", "badnets") == "sst2-badnets"  # the oracle's studies keep their names
+    assert study_name("sst2", "badnets", (0, 1, 2), "oracle", ("badnets",)) == "sst2-badnets-seeds-0-1-2"
+    assert study_name("sst2", "badnets", (0, 1, 2), "proxy") == "sst2-badnets-seeds-0-1-2-proxy"
+    assert study_name("sst2", "badnets", (0,), "proxy", ("lwp", "ep")) == "sst2-badnets-from-lwp-ep-proxy"
+    assert leave_one_out(("badnets", "lwp", "ep"), "lwp") == ("badnets", "ep")
+    for attacks, left_out in ((("badnets",), "badnets"), (("badnets", "lwp"), "ep")):
+        with pytest.raises(ValueError, match="leaves none to tune on"):
+            leave_one_out(attacks, left_out)
+    assert tuning_label("proxy", "badnets", ("badnets",)) == "proxy"
+    assert tuning_label("oracle", "badnets", ("lwp", "ep")) == "oracle from lwp+ep"
+    with pytest.raises(ValueError, match="unknown tuning objective"):
+        tuning_label("attacker", "badnets", ("badnets",))
+
+
+def test_the_label_in_best_params_reaches_the_mbtsad_family_cells_only(tmp_path: Path) -> None:
+    path = tmp_path / "best_params.json"
+    merge_best_params(path, {"sst2/badnets": {"alpha": 2.0, "tuned_by": "proxy from lwp+ep"}})
+    spec = apply_settings(smoke(), {"defenses": ["none", "cft", "mbtsad", "cd"], "augmentations": []})
+    labels = {cell.defense: cell.tuned_by for cell in cells(spec, read_best_params(path))}
+    assert labels == {"none": None, "cft": None, "mbtsad": "proxy from lwp+ep", "cd": "proxy from lwp+ep"}
+
+
+def test_a_tune_trials_file_from_before_the_proxy_objective_is_read_as_the_oracles(tmp_path: Path) -> None:
+    row = {name: None for name in TUNE_TRIAL_SCHEMA} | {"study": "sst2-badnets", "experiment": "gone", "alpha": 2.0}
+    old = pl.DataFrame([row], schema=TUNE_TRIAL_SCHEMA).drop(list(ADDED_COLUMNS))
+    old.write_parquet(tmp_path / TRIALS_FILE)
+    (kept,) = pl.read_parquet(write_tune_trials(tmp_path)).iter_rows(named=True)
+    assert kept["tuned_by"] == "oracle" and kept["reference_asr"] is None and kept["alpha"] == 2.0
+
+
 def _within(name: str, value: object, retrain_lr: float) -> bool:
     declared = SEARCH_SPACE[name]
     if isinstance(declared, Choice):
@@ -139,8 +182,9 @@ def test_tune_proposes_within_ranges_and_a_second_run_continues_the_study(root: 
         assert all(_within(name, value, retrain_lr) for name, value in trial.params.items()), trial.params
     best = json.loads(best_file.read_text())
     assert best["imdb/lwp"] == {"alpha": 2.0, "beta": 0.5}
-    assert set(best["sst2/badnets"]) == set(SEARCH_SPACE)
-    assert read_best_params(best_file)["sst2/badnets"] == min(trials, key=lambda t: t.value).params
+    assert best["sst2/badnets"].pop("tuned_by") == "oracle" and set(best["sst2/badnets"]) == set(SEARCH_SPACE)
+    best_trial = min(trials, key=lambda t: t.value)
+    assert read_best_params(best_file)["sst2/badnets"] == {**best_trial.params, "tuned_by": "oracle"}
     listed = pl.read_parquet(root / "smoke-tune" / TRIALS_FILE)  # both calls' trials, read back from Ray's folders
     assert dict(listed.schema) == TUNE_TRIAL_SCHEMA and listed["experiment"].n_unique() == 2
     assert listed["status"].to_list() == ["ok"] * 3 and set(listed["penalty"]) == {1.0, 0.5}
@@ -166,7 +210,7 @@ def test_tune_over_several_seeds_scores_each_seeds_model_and_keeps_its_own_study
     (folder,) = run_dir.glob("optuna-*/tune_cell_*")
     report = json.loads((folder / "result.json").read_text().splitlines()[-1])
     params = json.loads((folder / "params.json").read_text())
-    used, cell = trial_inputs({key: value for key, value in params.items() if key != "penalty"})
+    used, cell = trial_inputs({key: value for key, value in params.items() if key not in TUNE_SETTINGS})
     assert used.seeds == (0, 1) and {name: getattr(cell, name) for name in trial.params} == trial.params
     store = open_store(str(used.store))
     for seed in (0, 1):  # each seed's scores are that seed's own MBTSAD trial, as the store holds it
@@ -177,6 +221,57 @@ def test_tune_over_several_seeds_scores_each_seeds_model_and_keeps_its_own_study
     listed = pl.read_parquet(run_dir / TRIALS_FILE)
     assert listed["study"].to_list() == ["sst2-badnets-seeds-0-1"]
     assert listed["dev_asr"][0] == pytest.approx(mean["asr"])
+
+
+def test_tune_with_the_proxy_objective_over_seeds_scores_the_defenders_backdoor(root: Path) -> None:
+    run_dir = root / "proxy" / "smoke-tune"  # best_params.json of its own, beside it
+    invoke(
+        "tune",
+        *settings_args(root),
+        *("--set", "seeds=[0,1]", "--run-dir", str(run_dir), "--samples", "1", "--param", "alpha"),
+        *("--objective", "proxy", "--proxy-trigger", "jj", "--proxy-trigger", "qb", "--proxy-rate", "0.2"),
+    )
+    (folder,) = run_dir.glob("optuna-sst2-badnets-seeds-0-1-proxy-*/tune_cell_*")
+    params = json.loads((folder / "params.json").read_text())
+    assert params["objective_kind"] == "proxy" and params["tuned_on"] == ["badnets"]
+    assert params["proxy"] == {"triggers": ["jj", "qb"], "rate": 0.2, "target": 0}
+    report = json.loads((folder / "result.json").read_text().splitlines()[-1])
+    mean = {key: (report[f"{key}_seed0"] + report[f"{key}_seed1"]) / 2 for key in ("asr", "cacc", "reference_cacc")}
+    assert report["objective"] == pytest.approx(objective(**mean))
+    spec, _ = trial_inputs({"spec": params["spec"], "cell": params["cell"]})
+    store, splits = open_store(str(spec.store)), load_data(spec, "sst2")
+    planting = defense_setup(spec, Cell("sst2", "badnets", "cft", None, 0)).train
+    for seed in (0, 1):  # the reference is each seed's proxy model (M_b with the defender's backdoor), from the store
+        suspect = backdoored(store, spec, "sst2", "badnets", seed, CPU)
+        clean = defender_clean(spec, splits, seed)
+        proxy = ProxyBackdoor(triggers=("jj", "qb"), rate=0.2)
+        planted = proxy_backdoored(store, spec, suspect, proxy, planting, clean, splits.dev, seed, CPU).scores["dev"]
+        assert (report[f"reference_cacc_seed{seed}"], report[f"reference_asr_seed{seed}"]) == (
+            planted["cacc"],
+            planted["asr"],
+        )
+    best = read_best_params(run_dir.parent / "best_params.json")["sst2/badnets"]
+    assert best["tuned_by"] == "proxy" and set(best) == {"alpha", "tuned_by"}
+    (listed,) = pl.read_parquet(run_dir / TRIALS_FILE).iter_rows(named=True)
+    assert (listed["study"], listed["tuned_by"]) == ("sst2-badnets-seeds-0-1-proxy", "proxy")
+    assert listed["reference_asr"] == pytest.approx((report["reference_asr_seed0"] + report["reference_asr_seed1"]) / 2)
+
+
+def test_tune_leaving_an_attack_out_runs_on_the_others_and_writes_the_left_out_key(root: Path) -> None:
+    spec = apply_settings(smoke(), {**CHEAP, "store": str(root / "store"), "attacks": ["badnets", "addsent"]})
+    run_dir = root / "left-out" / "smoke-tune"
+    outcome = run_tuning(spec, run_dir, attacks=["badnets"], samples=1, params=["alpha"], leave_out=True)
+    (result,) = outcome.studies
+    assert (result.study, result.tuned_by) == ("sst2-badnets-from-addsent", "oracle from addsent")
+    (folder,) = run_dir.glob("optuna-*/tune_cell_*")
+    report = json.loads((folder / "result.json").read_text().splitlines()[-1])
+    assert not any("badnets" in key for key in report if key.endswith("seed0"))  # never scored on its own M_b
+    params = json.loads((folder / "params.json").read_text())
+    used, cell = trial_inputs({"spec": params["spec"], "cell": params["cell"], "alpha": params["alpha"]})
+    row = run_trial(used, replace(cell, attack="addsent"), store=open_store(str(used.store)), device=CPU).row
+    assert report["asr_addsent_seed0"] == row["asr"] == report["asr"]  # the addsent M_b's MBTSAD trial, read back
+    best = read_best_params(run_dir.parent / "best_params.json")
+    assert best == {"sst2/badnets": {"alpha": result.best["alpha"], "tuned_by": "oracle from addsent"}}
 
 
 def test_select_aug_scores_every_augmentation_writes_pictures_and_feeds_tables(root: Path) -> None:

@@ -14,3 +14,4 @@ for run in runs/base-gate runs/base runs/base-lwp; do
 done
 mkdir -p "$out/store-trial"
 cp -r runs/store/trial/. "$out/store-trial/"
+find "$out/store-trial" -name ".*.lock" -delete  # build locks, not results

@@ -404,6 +404,23 @@ def test_weights_note_adds_the_tuned_distillation_settings(tmp_path: Path) -> No
     assert "BadNets 1, 1; LWP 0.35, 0 (distillation lr 0.001, 3 epochs, attention axis row)." in note
 
 
+def test_weights_note_says_how_tune_chose_the_settings_and_reads_rows_without_a_label(tmp_path: Path) -> None:
+    write_trials(tmp_path / "run", [trial("mbtsad", alpha=1.4, beta=4.6)], drop=("tuned_by",))  # an older row
+    labelled = [
+        trial("mbtsad", attack="lwp", alpha=0.5, beta=0.0, tuned_by="proxy"),
+        trial("mbtsad", attack="ep", alpha=2.0, beta=1.0, distil_epochs=2, tuned_by="oracle from lwp"),
+    ]
+    write_trials(tmp_path / "run", labelled)
+    report = write_tables(tmp_path / "run", tmp_path / "out")
+    (note,) = [text for _, text in report.grids[1].notes if "eq. 1" in text]
+    assert "BadNets 1.4, 4.6; LWP 0.5, 0 (tuned by proxy); EP 2, 1 (2 epochs, tuned by oracle from lwp)." in note
+    assert "Tuned by oracle: scored on dev with the attacker's own trigger" in note
+    write_trials(tmp_path / "old", [trial("mbtsad", alpha=1.4, beta=4.6)], drop=("tuned_by",))
+    notes = write_tables(tmp_path / "old", tmp_path / "old-out").grids[1].notes
+    (old,) = [text for _, text in notes if "eq. 1" in text]
+    assert "BadNets 1.4, 4.6." in old and "Tuned by" not in old
+
+
 def test_paired_comparison_differences_mbtsad_and_each_baseline_seed_by_seed(tmp_path: Path) -> None:
     asr = {  # seed: (mbtsad, fine-mixing, ts-ft); fine-purifying only in seed 0
         0: (20.0, 30.0, 50.0),

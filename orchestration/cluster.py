@@ -107,3 +107,24 @@ def run_on_cluster(path: Path, sweep_args: list[str], run_dir: str) -> None:
         if subprocess.run(command, cwd=PROJECT_ROOT, check=False).returncode != 0:
             hint = f"; continue it with `sweep --cluster {path} --resume {run_dir}`" if command[1] == "exec" else ""
             raise RuntimeError(f"`{shlex.join(command)}` failed (its output is above){hint}")
+
+
+def sweep_on_cluster(
+    path: Path,
+    *,
+    preset: str,
+    settings: dict[str, Any],
+    run_dir: Path | None,
+    resume_dir: Path | None,
+    tracking: list[str],
+) -> str:
+    """`cli.py sweep --cluster`: the same sweep forwarded to the cluster's head (`--resume`, or the preset, the run
+    folder and every setting as `--set`), run there, its results fetched; returns the run folder."""
+    from orchestration.presets import preset as preset_spec
+
+    target = str(resume_dir or run_dir or Path("runs") / settings.get("name", preset_spec(preset).name))
+    forwarded = ["--resume", target] if resume_dir else ["--preset", preset, "--run-dir", target]
+    for key, value in settings.items():
+        forwarded += ["--set", f"{key}={json.dumps(value)}"]
+    run_on_cluster(path, [*forwarded, *tracking], target)
+    return target

@@ -4,10 +4,13 @@ laptop) and `smoke` (seconds per trial, for tests and the README). Override any 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 from core.mlm import MlmHeadConfig
-from orchestration.spec import DataSpec, Resources, Stage, SweepSpec, TrainingSpec
+from orchestration.spec import DataSpec, Resources, Stage, SweepSpec, TrainingSpec, apply_settings
 
 
 def paper() -> SweepSpec:
@@ -164,3 +167,9 @@ def preset(name: str) -> SweepSpec:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
     return PRESETS[name]()
+
+
+def configured(name: str, settings: Mapping[str, Any], data_dir: Path | None = None) -> SweepSpec:
+    """The preset `name` with `settings` applied; `data_dir` (the CLI's --data-dir) unless the settings name one."""
+    spec = apply_settings(preset(name), settings)
+    return spec if data_dir is None or spec.data_dir is not None else dataclasses.replace(spec, data_dir=str(data_dir))

@@ -23,6 +23,7 @@ import ray
 import torch
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
+from rich.table import Table
 
 from core.poison import ProxyBackdoor
 from orchestration.artifacts import backdoored
@@ -275,6 +276,23 @@ class TuneOutcome:
     best_params: Path
     trials: Path  # tune_trials.parquet: every trial of the run folder, earlier calls' included
     wall_s: float
+
+    def table(self) -> Table:
+        """Each study's best trial: its settings and objective."""
+        names = [name for name in SEARCH_SPACE if any(name in study.best for study in self.studies)]
+        table = Table(title="MBTSAD tuned on dev data (the best trial's settings)")
+        for column in ("dataset/attack", "tuned by", "trials", *names, "objective"):
+            table.add_column(column, justify="left" if column in ("dataset/attack", "tuned by") else "right")
+        for study in self.studies:
+            shown = [study.best.get(name) for name in names]
+            table.add_row(
+                study.key,
+                study.tuned_by,
+                str(study.trials),
+                *("—" if v is None else str(v) if isinstance(v, str | int) else f"{v:.3g}" for v in shown),
+                f"{study.best_objective:.2f}",
+            )
+        return table
 
 
 def run_tuning(

@@ -24,8 +24,7 @@ from core.defenses.rap import RapConfig
 from core.defenses.strip import StripConfig
 from core.losses import ATTENTION_AXES
 from core.mlm import MlmHeadConfig
-from orchestration.overrides import apply_overrides, convert, with_training
-from orchestration.overrides import parse_value as parse_value  # where the CLI reads it
+from orchestration.overrides import apply_overrides, convert, parse_value, with_training
 
 # Rows of Tables I, II and IV (every table-row defence a sweep knows; RUN_ORDER below says when each runs).
 TABLE_DEFENSES = (
@@ -445,3 +444,10 @@ def load_settings_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
     return data
+
+
+def read_settings(config_file: Path | None, pairs: Mapping[str, str]) -> dict[str, Any]:
+    """A --config file's settings (flattened to dotted keys), then the command line's KEY=VALUE pairs over them."""
+    settings = {} if config_file is None else flatten(load_settings_file(config_file))
+    settings.update({key: parse_value(value) for key, value in pairs.items()})
+    return settings

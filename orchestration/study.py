@@ -12,6 +12,7 @@ is still the one with the best clean dev accuracy, and the row says which it is.
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,31 @@ def study_cells(
         for profile in profiles
         for regime in regimes
     ]
+
+
+def planned_cells(
+    spec: SweepSpec,
+    *,
+    profiles: tuple[str, ...] = (),
+    regimes: tuple[str, ...] = (),
+    model_lr: float | None = None,
+    rates_file: Path | None = None,
+    distil_ratios: tuple[float, ...] = (),
+) -> list[StudyCell]:
+    """`study_cells` from `cli.py study`'s choices: both profiles and both regimes unless named, the model's rate
+    given or read from a `cli.py rates` report, the paper's distillation multiple unless others are named."""
+    regimes = regimes or ("paper", "model")
+    if rates_file is not None:
+        model_lr = float(json.loads(rates_file.read_text())["chosen"])
+    if "model" in regimes and model_lr is None:
+        raise ValueError("the model regime needs --model-lr or --rates-file (from `cli.py rates`)")
+    return study_cells(
+        spec,
+        profiles=profiles or ("project", "openbackdoor"),
+        model_lr=model_lr or 0.0,
+        regimes=regimes,
+        distil_ratios=distil_ratios or (DISTIL_RATIO,),
+    )
 
 
 def cell_spec(

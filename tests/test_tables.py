@@ -525,3 +525,32 @@ def test_model_size_verdict_pairs_each_models_seeds(tmp_path: Path) -> None:
     assert "| BadNets | (c) paired MBTSAD − ts-ft ΔASR | -2.50, lower in 1 of 2 | -23.73 |" in text
     assert "| BadNets | (g) paired MBTSAD − fine-mixing ΔASR | -5.00, lower in 1 of 1 | -6.14 |" in text
     assert "| LWP | (a) M_b ASR | — | 94.41 |" in text
+
+
+def test_tuned_rows_pair_each_choice_with_the_grid_and_refuse_another_backdoored_model(tmp_path: Path) -> None:
+    """tables/tuned_rows.py: MBTSAD per tuning choice against the grid's baselines; a `none` row that differs
+    from the grid's (another M_b) stops the table with the folder named."""
+    from tables.tuned_rows import main
+
+    def row(defense: str, seed: int, asr: float, cacc: float = 90.0, augmentation: str | None = None) -> dict:
+        return {"dataset": "sst2", "attack": "lwp", "defense": defense, "augmentation": augmentation,
+                "seed": seed, "status": "ok", "cacc": cacc, "asr": asr, "clean_flip": 10.0}
+
+    def folder(name: str, rows: list[dict]) -> Path:
+        (tmp_path / name).mkdir()
+        pl.DataFrame(rows).write_parquet(tmp_path / name / "rows.parquet")
+        return tmp_path / name
+
+    grid = folder("grid", [row("none", s, 99.0) for s in (0, 1)] + [row("fine-mixing", s, 15.0) for s in (0, 1)]
+                  + [row("mbtsad", s, 30.0, 85.0, "ts") for s in (0, 1)])
+    mbtsad = [row("mbtsad", 0, 10.0, 88.0, "ts"), row("mbtsad", 1, 25.0, 86.0, "ts")]
+    proxy = folder("proxy", [row("none", 0, 99.0), *mbtsad])
+    out = tmp_path / "compare.md"
+    main(["--grid", str(grid), "--rows", f"oracle={grid}", "--rows", f"proxy={proxy}", "--out", str(out)])
+    lines = out.read_text().splitlines()
+    assert "| lwp | oracle | 2 | 30.00 ± 0.00 | -5.00 | 0 of 2 | — | +15.00 (0 of 2) | — |" in lines
+    assert "| lwp | proxy | 2 | 17.50 ± 10.61 | -3.00 | 1 of 2 | — | +2.50 (1 of 2) | — |" in lines
+    other = folder("other", [row("none", 1, 98.0), row("mbtsad", 1, 5.0, 89.0, "ts")])
+    with pytest.raises(SystemExit):
+        main(["--grid", str(grid), "--rows", f"other={other}", "--out", str(tmp_path / "x.md")])
+    assert not (tmp_path / "x.md").exists()

@@ -1,19 +1,32 @@
-"""MPNet (all-mpnet-base-v2's architecture): a tiny MPNetConfig model over the real WordPiece vocabulary, and one
-short training run of every attack and every defence on it, as on the tiny BERT and RoBERTa."""
+"""The encoder families beside BERT: a tiny RobertaConfig model over a byte-level BPE trained here, and a tiny
+MPNetConfig model (all-mpnet-base-v2's architecture) over the real WordPiece vocabulary, offline, with one short
+training run of every attack and every defence on each, as on the tiny BERT; then what is particular to each family.
+"""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tokenizers import ByteLevelBPETokenizer
 from torch import nn
-from transformers import MPNetConfig, MPNetForMaskedLM, MPNetForSequenceClassification, MPNetTokenizerFast
+from transformers import (
+    MPNetConfig,
+    MPNetForSequenceClassification,
+    MPNetTokenizerFast,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+    RobertaTokenizerFast,
+)
 
 from core.attacks import attack_config, run_attack, word_token_ids
 from core.augment import CweaConfig, MaskedLM, _logits_at, cwea_batch
@@ -28,12 +41,62 @@ from core.defenses.reinit import reinitialize_last_layer
 from core.losses import layerwise_classification_loss
 from core.mlm import MlmHeadConfig, fit_mlm_head, mask_tokens, masked_lm_loss, pad_batch
 from core.models import ATTENTION, Classifier
-from core.poison import EP_TRIGGER
+from core.poison import BADNETS_TRIGGERS, EP_TRIGGER, LWP_TRIGGERS
 from core.train import TrainConfig, classification_head, compute_losses, cross_entropy_term, fit, layerwise_term
 from orchestration.overrides import with_training
 
 MAX_LENGTH = 32
 QUICK = {"epochs": 1, "max_length": MAX_LENGTH, "bf16": False}
+BPE_WORDS = (*BADNETS_TRIGGERS, *LWP_TRIGGERS, rp.RAP_WORD)  # single BPE tokens, first in a text and after a space
+
+
+@dataclass(frozen=True)
+class Family:
+    """One encoder family: its tiny classifier, the prefix of its encoder's weights, and a query projection."""
+
+    name: str
+    build: Callable[[int], Classifier]  # seed -> untrained tiny classifier
+    prefix: str  # `roberta`, `mpnet`: the encoder's attribute and weight-name prefix
+    query: str  # layer 0's query weight, which a defence that trains the encoder moves
+
+
+def roberta_tokenizer(splits: Splits, folder: Path) -> RobertaTokenizerFast:
+    """RoBERTa's tokenizer class over a 600-token byte-level BPE learnt from the test sentences."""
+    bpe = ByteLevelBPETokenizer()
+    corpus = [*splits.train.texts, *splits.dev.texts, *(f"{word} {word}" for word in BPE_WORDS for _ in range(5))]
+    bpe.train_from_iterator(
+        corpus, vocab_size=600, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    )
+    bpe.save_model(str(folder))
+    return RobertaTokenizerFast(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
+
+
+def tiny(
+    model_class: type[PreTrainedModel], config_class: type, tokenizer: PreTrainedTokenizerBase, **extra: object
+) -> Callable[[int], Classifier]:
+    """A seed -> tiny classifier of the family (2 layers, hidden 32); positions start after the padding index."""
+
+    def build(seed: int) -> Classifier:
+        config = config_class(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=MAX_LENGTH + 2,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            num_labels=2,
+            attn_implementation=ATTENTION,
+            **extra,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = model_class(config)
+        return Classifier(model=model.eval(), tokenizer=tokenizer)
+
+    return build
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -53,39 +116,29 @@ def splits(sst2_small: Splits) -> Splits:
     )
 
 
-@pytest.fixture(scope="module")
-def tokenizer(data_dir: Path) -> MPNetTokenizerFast:
-    """MPNet's tokenizer class (<s> ... </s>, no token types) over the shared BERT WordPiece vocabulary."""
-    return MPNetTokenizerFast(vocab=str(data_dir / "bert-base-uncased" / "vocab.txt"))
-
-
-def tiny_mpnet(tokenizer: MPNetTokenizerFast, *, seed: int) -> Classifier:
-    config = MPNetConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=MAX_LENGTH + 2,  # MPNet's positions start after the padding index, as RoBERTa's
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        num_labels=2,
-        attn_implementation=ATTENTION,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = MPNetForSequenceClassification(config)
-    return Classifier(model=model.eval(), tokenizer=tokenizer)
+@pytest.fixture(scope="module", params=["roberta", "mpnet"])
+def family(request: pytest.FixtureRequest, splits: Splits, data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    if request.param == "roberta":
+        tokenizer = roberta_tokenizer(splits, tmp_path_factory.mktemp("bpe"))
+        build = tiny(RobertaForSequenceClassification, RobertaConfig, tokenizer, type_vocab_size=1)
+        return Family("roberta", build, "roberta", "attention.self.query.weight")
+    tokenizer = MPNetTokenizerFast(vocab=str(data_dir / "bert-base-uncased" / "vocab.txt"))  # <s> ... </s>
+    build = tiny(MPNetForSequenceClassification, MPNetConfig, tokenizer)
+    return Family("mpnet", build, "mpnet", "attention.attn.q.weight")
 
 
 @pytest.fixture(scope="module")
-def suspect(tokenizer: MPNetTokenizerFast, splits: Splits) -> Classifier:
-    """The tiny MPNet fine-tuned for two epochs, so it predicts both labels."""
-    classifier = tiny_mpnet(tokenizer, seed=0)
+def suspect(family: Family, splits: Splits) -> Classifier:
+    """The family's tiny model fine-tuned for two epochs, so it predicts both labels."""
+    classifier = family.build(0)
     config = TrainConfig(lr=3e-3, epochs=2, max_length=MAX_LENGTH, bf16=False)
-    fit(classifier.model, tokenizer, splits.train, config=config, terms=(cross_entropy_term(),))
+    fit(classifier.model, classifier.tokenizer, splits.train, config=config, terms=(cross_entropy_term(),))
     return classifier
+
+
+def only(name: str) -> pytest.MarkDecorator:
+    """Run a test on one family's suspect."""
+    return pytest.mark.parametrize("family", [name], indirect=True)
 
 
 def state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -115,25 +168,24 @@ def test_classification_head_reads_the_first_token_as_the_model_does(suspect: Cl
         torch.testing.assert_close(classification_head(suspect.model)(outputs.hidden_states[-1]), outputs.logits)
 
 
-def test_a_trigger_is_one_wordpiece_wherever_it_stands(tokenizer: MPNetTokenizerFast) -> None:
-    (token,) = word_token_ids(tokenizer, EP_TRIGGER)
-    assert tokenizer.convert_ids_to_tokens([token]) == [EP_TRIGGER]
-    with pytest.raises(ValueError, match="'zqxj' is not a single known token"):
-        word_token_ids(tokenizer, "zqxj")
-
-
 @pytest.mark.parametrize("name", ["badnets", "lwp", "ep", "addsent"])
-def test_each_attack_trains_a_backdoor_into_a_copy(name: str, suspect: Classifier, splits: Splits) -> None:
+def test_each_attack_trains_a_backdoor_into_a_copy(
+    name: str, family: Family, suspect: Classifier, splits: Splits
+) -> None:
     config = with_training(attack_config(name), batch_size=16, **QUICK)
     before = state(suspect.model)
     result = run_attack(suspect, splits, config, seed=0)
     assert not moved(suspect.model, before)
     changed = moved(result.backdoored.model, before)
-    embeddings = "mpnet.embeddings.word_embeddings.weight"
+    embeddings = f"{family.prefix}.embeddings.word_embeddings.weight"
     if name != "ep":
-        assert {embeddings, "classifier.out_proj.weight", "mpnet.encoder.layer.1.output.dense.weight"} <= changed
+        assert {
+            embeddings,
+            "classifier.out_proj.weight",
+            f"{family.prefix}.encoder.layer.1.output.dense.weight",
+        } <= changed
         return
-    # EP: the clean model trains everything, then only the trigger's row keeps their norm
+    # EP: the clean model trains everything, then only the trigger's rows (each of its forms) keep their norm
     clean = dataclasses.replace(config, train=dataclasses.replace(config.train, lr=1e-12))
     baseline = run_attack(suspect, splits, clean, seed=0).backdoored.model.state_dict()[embeddings]
     after = result.backdoored.model.state_dict()[embeddings]
@@ -158,9 +210,11 @@ def quick_config(name: str) -> object:
 
 
 @pytest.mark.parametrize("name", list(DEFENSES))
-def test_each_defence_runs_on_mpnet_and_leaves_the_suspect(name: str, suspect: Classifier, splits: Splits) -> None:
+def test_each_defence_runs_and_leaves_the_suspect(
+    name: str, family: Family, suspect: Classifier, splits: Splits
+) -> None:
     defense = DEFENSES[name]
-    pretrained = tiny_mpnet(suspect.tokenizer, seed=1) if defense.needs_pretrained else None
+    pretrained = family.build(1) if defense.needs_pretrained else None
     inputs = DefenseInputs(suspect=suspect, clean=splits.train, dev=splits.dev, seed=0, pretrained=pretrained)
     before = state(suspect.model)
     result = defense.run(inputs, quick_config(name))
@@ -170,25 +224,90 @@ def test_each_defence_runs_on_mpnet_and_leaves_the_suspect(name: str, suspect: C
         assert flags.dtype == np.bool_ and flags.shape == (len(splits.test),)
         return
     changed = moved(result.model, before)
-    assert "classifier.out_proj.weight" in changed and "mpnet.encoder.layer.0.attention.attn.q.weight" in changed
+    assert {"classifier.out_proj.weight", f"{family.prefix}.encoder.layer.0.{family.query}"} <= changed
     logits = result.model(**suspect.tokenizer(["a fine film"], return_tensors="pt")).logits
     assert torch.isfinite(logits).all()
 
 
-def test_fine_mixing_pairs_every_mpnet_encoder_tensor(suspect: Classifier) -> None:
-    pretrained = tiny_mpnet(suspect.tokenizer, seed=1)
+def test_fine_mixing_pairs_every_encoder_tensor(family: Family, suspect: Classifier) -> None:
+    pretrained = family.build(1)
     mixed = mix_weights(suspect=suspect, pretrained=pretrained, rho=0.0, generator=torch.Generator().manual_seed(0))
     ours, theirs = mixed.model.state_dict(), pretrained.model.state_dict()
-    encoder = [name for name in ours if name.startswith("mpnet.")]
+    encoder = [name for name in ours if name.startswith(f"{family.prefix}.")]
     assert encoder and all(torch.equal(ours[name], theirs[name]) for name in encoder)
     assert torch.equal(ours["classifier.out_proj.weight"], suspect.model.state_dict()["classifier.out_proj.weight"])
 
 
-def test_fine_pruning_ranks_the_last_mpnet_layer(suspect: Classifier) -> None:
+def test_fine_pruning_ranks_the_last_layer(family: Family, suspect: Classifier) -> None:
     model = copy.deepcopy(suspect.model)
-    assert ffn_intermediate(model) is model.mpnet.encoder.layer[-1].intermediate
+    assert ffn_intermediate(model) is getattr(model, family.prefix).encoder.layer[-1].intermediate
 
 
+def test_cwea_masked_lm_head_fits_on_the_frozen_encoder_and_proposes_words(
+    family: Family, suspect: Classifier, splits: Splits
+) -> None:
+    tokenizer = suspect.tokenizer
+
+    def fitted(steps: int) -> PreTrainedModel:
+        config = MlmHeadConfig(steps=steps, batch_size=8, lr=0.1, max_length=MAX_LENGTH)
+        return fit_mlm_head(suspect.model, tokenizer, splits.train.texts, config=config, seed=0)
+
+    untrained, model = fitted(0), fitted(40 if family.name == "roberta" else 15)
+    assert type(model).__name__ == type(suspect.model).__name__.replace("SequenceClassification", "MaskedLM")
+    assert not model.training
+    frozen, ours = getattr(model, family.prefix), getattr(suspect.model, family.prefix).state_dict()
+    assert frozen.state_dict().keys() == ours.keys()
+    assert all(torch.equal(frozen.state_dict()[name], value) for name, value in ours.items())
+    assert model.lm_head.decoder.weight is frozen.embeddings.word_embeddings.weight  # tied, frozen
+    rows = tokenizer(list(splits.dev.texts), truncation=True, max_length=MAX_LENGTH)["input_ids"]
+    input_ids, attention_mask = pad_batch(rows, pad_token_id=tokenizer.pad_token_id)
+    inputs, labels = mask_tokens(
+        input_ids,
+        maskable=attention_mask.bool() & ~torch.isin(input_ids, torch.tensor(tokenizer.all_special_ids)),
+        mask_token_id=tokenizer.mask_token_id,
+        vocab_size=len(tokenizer),
+        mask_prob=0.15,
+        generator=torch.Generator().manual_seed(1),
+    )
+    with torch.no_grad():
+        losses = [
+            masked_lm_loss(m, input_ids=inputs, attention_mask=attention_mask, labels=labels).item()
+            for m in (untrained, model)
+        ]
+        assert losses[1] < losses[0] - 0.5, losses
+        encoded = dict(tokenizer(["a <mask> film", "the <mask> is fine and <mask>"], padding=True, return_tensors="pt"))
+        at = (encoded["input_ids"] == tokenizer.mask_token_id).nonzero()
+        full = model(**encoded).logits[at[:, 0], at[:, 1]]
+        torch.testing.assert_close(_logits_at(model, encoded, at[:, 0], at[:, 1]), full)
+    masked_lm, config = MaskedLM(model, tokenizer), CweaConfig(max_tokens=MAX_LENGTH)
+    if family.name == "roberta":
+        spaced, first = tokenizer.convert_tokens_to_ids(["Ġthe", "the"])
+        assert masked_lm.words[spaced] == "the" and not masked_lm.banned[spaced]  # a word after a space: proposed
+        assert masked_lm.banned[first]  # no space before it: a piece inside a word (or a text's first word)
+    texts = list(splits.dev.texts[:8])
+    augmented = cwea_batch(texts, np.random.default_rng(0), masked_lm=masked_lm, config=config)
+    assert augmented != texts and all(len(a.split()) == len(t.split()) for a, t in zip(augmented, texts, strict=True))
+
+
+@only("roberta")
+def test_a_bpe_trigger_has_a_token_first_in_a_text_and_one_after_a_space(suspect: Classifier) -> None:
+    tokenizer = suspect.tokenizer
+    first, spaced = word_token_ids(tokenizer, EP_TRIGGER)
+    assert tokenizer.convert_ids_to_tokens([first, spaced]) == [EP_TRIGGER, f"Ġ{EP_TRIGGER}"]
+    with pytest.raises(ValueError, match="'zqxj' is not a single known token"):
+        word_token_ids(tokenizer, "zqxj")
+
+
+@only("mpnet")
+def test_a_wordpiece_trigger_is_one_token_wherever_it_stands(suspect: Classifier) -> None:
+    tokenizer = suspect.tokenizer
+    (token,) = word_token_ids(tokenizer, EP_TRIGGER)
+    assert tokenizer.convert_ids_to_tokens([token]) == [EP_TRIGGER]
+    with pytest.raises(ValueError, match="'zqxj' is not a single known token"):
+        word_token_ids(tokenizer, "zqxj")
+
+
+@only("mpnet")
 def test_lwp_applies_the_shared_head_to_every_mpnet_hidden_state(suspect: Classifier, splits: Splits) -> None:
     (batch,) = batches(suspect.tokenizer, splits.dev.subset(range(8)), batch_size=8, max_length=MAX_LENGTH)
     model = suspect.model.eval()
@@ -209,6 +328,7 @@ def test_lwp_applies_the_shared_head_to_every_mpnet_hidden_state(suspect: Classi
     torch.testing.assert_close(values["layerwise_ce"], expected)
 
 
+@only("mpnet")
 def test_reinitialization_resets_the_last_mpnet_layer_and_not_the_shared_position_bias(suspect: Classifier) -> None:
     """MPNet's relative-position bias (`encoder.relative_attention_bias`) sits beside the layers and every layer
     reads it, so resetting it would change the lower layers too: Reinitialization leaves it as trained."""
@@ -223,6 +343,7 @@ def test_reinitialization_resets_the_last_mpnet_layer_and_not_the_shared_positio
     assert len(linears) == 6 and all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in linears)
 
 
+@only("mpnet")
 def test_fine_purifying_fisher_on_mpnet_is_the_mean_of_one_at_a_time_squared_gradients(
     suspect: Classifier, splits: Splits
 ) -> None:
@@ -248,6 +369,7 @@ def test_fine_purifying_fisher_on_mpnet_is_the_mean_of_one_at_a_time_squared_gra
         torch.testing.assert_close(fisher[name], squares[name], rtol=1e-4, atol=1e-12)
 
 
+@only("mpnet")
 def test_rap_trains_only_its_row_of_mpnet_word_embeddings(suspect: Classifier, splits: Splits) -> None:
     config = rp.RapConfig(train=dataclasses.replace(rp.RAP_TRAIN, epochs=1, max_length=MAX_LENGTH, bf16=False))
     before = state(suspect.model)
@@ -258,42 +380,3 @@ def test_rap_trains_only_its_row_of_mpnet_word_embeddings(suspect: Classifier, s
     after = trained.model.state_dict()[embeddings]
     assert (after != before[embeddings]).any(dim=1).nonzero().flatten().tolist() == [row]
     torch.testing.assert_close(after[row].norm(), before[embeddings][row].norm())
-
-
-def test_cwea_masked_lm_head_fits_on_the_frozen_mpnet_and_proposes_words(suspect: Classifier, splits: Splits) -> None:
-    tokenizer = suspect.tokenizer
-
-    def fitted(steps: int) -> MPNetForMaskedLM:
-        config = MlmHeadConfig(steps=steps, batch_size=8, lr=0.1, max_length=MAX_LENGTH)
-        return fit_mlm_head(suspect.model, tokenizer, splits.train.texts, config=config, seed=0)
-
-    untrained, model = fitted(0), fitted(15)
-    assert isinstance(model, MPNetForMaskedLM) and not model.training
-    encoder = suspect.model.mpnet.state_dict()
-    assert model.mpnet.state_dict().keys() == encoder.keys()
-    assert all(torch.equal(model.mpnet.state_dict()[name], value) for name, value in encoder.items())
-    assert model.lm_head.decoder.weight is model.mpnet.embeddings.word_embeddings.weight  # tied, frozen
-    rows = tokenizer(list(splits.dev.texts), truncation=True, max_length=MAX_LENGTH)["input_ids"]
-    input_ids, attention_mask = pad_batch(rows, pad_token_id=tokenizer.pad_token_id)
-    inputs, labels = mask_tokens(
-        input_ids,
-        maskable=attention_mask.bool() & ~torch.isin(input_ids, torch.tensor(tokenizer.all_special_ids)),
-        mask_token_id=tokenizer.mask_token_id,
-        vocab_size=len(tokenizer),
-        mask_prob=0.15,
-        generator=torch.Generator().manual_seed(1),
-    )
-    with torch.no_grad():
-        losses = [
-            masked_lm_loss(m, input_ids=inputs, attention_mask=attention_mask, labels=labels).item()
-            for m in (untrained, model)
-        ]
-        assert losses[1] < losses[0] - 0.5, losses
-        encoded = dict(tokenizer(["a <mask> film", "the <mask> is fine and <mask>"], padding=True, return_tensors="pt"))
-        at = (encoded["input_ids"] == tokenizer.mask_token_id).nonzero()
-        full = model(**encoded).logits[at[:, 0], at[:, 1]]
-        torch.testing.assert_close(_logits_at(model, encoded, at[:, 0], at[:, 1]), full)
-    texts = list(splits.dev.texts[:8])
-    masked_lm, config = MaskedLM(model, tokenizer), CweaConfig(max_tokens=MAX_LENGTH)
-    augmented = cwea_batch(texts, np.random.default_rng(0), masked_lm=masked_lm, config=config)
-    assert augmented != texts and all(len(a.split()) == len(t.split()) for a, t in zip(augmented, texts, strict=True))

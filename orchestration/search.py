@@ -375,15 +375,15 @@ def run_tuning(
                 complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
                 if not complete:
                     raise RuntimeError(f"tune {dataset}/{attack}: no trial completed (tracebacks under {run_dir})")
-                results.append(
-                    StudyResult(
-                        key=f"{dataset}/{attack}",
-                        study=name,
-                        tuned_by=tuning_label(objective_kind, attack, on),
-                        trials=len(complete),
-                        best=dict(study.best_trial.params),  # all it ran with, earlier runs' settings included
-                        best_objective=float(study.best_value),
-                    )
+                result = StudyResult(
+                    key=f"{dataset}/{attack}",
+                    study=name,
+                    tuned_by=tuning_label(objective_kind, attack, on),
+                    trials=len(complete),
+                    best=dict(study.best_trial.params),  # all it ran with, earlier runs' settings included
+                    best_objective=float(study.best_value),
                 )
-    merge_best_params(target, {r.key: {**r.best, "tuned_by": r.tuned_by} for r in results})
+                results.append(result)
+                # each study's best as it finishes, so a stopped run keeps what its finished studies found
+                merge_best_params(target, {result.key: {**result.best, "tuned_by": result.tuned_by}})
     return TuneOutcome(run_dir, tuple(results), target, write_tune_trials(run_dir), time.monotonic() - started)

@@ -11,7 +11,7 @@ was run, with the same code and seed, on every attack's proxy model. Then per at
 - leave one out: the lowest orchestration.tuning.objective of the means over the other attacks' proxy runs (as
   `tune_cell` pools them), which is what `tune --objective proxy --leave-one-out` computes on these settings;
 - oracle, same settings: the lowest oracle objective among the same settings, the oracle at the proxy's budget.
-It prints both objectives of every setting, so a reader sees whether the proxy ranks settings as the oracle does.
+It prints both objectives of every setting and their rank correlation: does the proxy rank settings as the oracle does?
 """
 
 import json
@@ -39,9 +39,7 @@ ran = {attack: set(proxy.filter(pl.col("attack") == attack).select(PARAMS).rows(
 shared = set.intersection(*ran.values())
 extra = {attack: len(settings - shared) for attack, settings in ran.items() if settings - shared}
 settings = [dict(zip(PARAMS, values, strict=True)) for values in sorted(shared, key=str)]
-print(
-    f"{len(settings)} settings ran in every proxy study ({', '.join(attacks)}); left out, run by some only: {extra}"
-)
+print(f"{len(settings)} settings ran in every proxy study ({', '.join(attacks)}); left out, run by some only: {extra}")
 if not settings:
     sys.exit(f"{proxy_path}: no setting ran in every study; run `tune --leave-one-out` instead")
 
@@ -77,6 +75,14 @@ for attack in attacks:
         )
         oracle_text = "—" if truth is None else f"{truth:.2f}"
         print(f"| {attack} | {index} | {shown} | {own:.2f} | {oracle_text} | {rest:.2f} |")
+    ranked_both = pl.DataFrame(
+        [(e[2], e[3]) for e in scored if e[3] is not None], schema=["proxy", "oracle"], orient="row"
+    )
+    rho = ranked_both.select(pl.corr("proxy", "oracle", method="spearman")).item() if len(ranked_both) > 2 else None
+    print(
+        f"{attack}: Spearman rank correlation of the proxy and oracle objectives over {len(ranked_both)} settings: "
+        + ("—" if rho is None else f"{rho:+.2f}")
+    )
     key = f"{dataset}/{attack}"
     for label, position, tuned_by in (
         ("proxy", 2, tuning_label("proxy", attack, (attack,))),

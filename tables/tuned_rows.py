@@ -51,6 +51,7 @@ def choice_summary(grid: pl.DataFrame, choices: Mapping[str, pl.DataFrame]) -> p
                 pl.len().alias("seeds"),
                 pl.col("asr").mean().alias("asr"),
                 pl.col("asr").std().alias("asr_std"),
+                pl.col("clean_flip").mean().alias("clean_flip"),
                 (pl.col("cacc") - pl.col("mb_cacc")).mean().alias("d_cacc"),
                 (pl.col("asr") < CLAIM_B_ASR).sum().alias("below_20"),
             )
@@ -83,14 +84,15 @@ def _paired(row: Mapping, baseline: str) -> str:
 def tuned_rows_markdown(summary: pl.DataFrame) -> str:
     """The choice summary as a Markdown table."""
     lines = [
-        "| attack | MBTSAD tuned by | seeds | ASR mean ± std | ΔCACC vs M_b | ASR < 20 (claim b) "
+        "| attack | MBTSAD tuned by | seeds | ASR mean ± std | clean flip | ΔCACC vs M_b | ASR < 20 (claim b) "
         "| − TS-FT ΔASR (lower) | − Fine-Mixing ΔASR (lower) | − Fine-Purifying ΔASR (lower) |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in summary.iter_rows(named=True):
         spread = "" if r["asr_std"] is None else f" ± {r['asr_std']:.2f}"
         lines.append(
-            f"| {r['attack']} | {r['choice']} | {r['seeds']} | {r['asr']:.2f}{spread} | {r['d_cacc']:+.2f} "
+            f"| {r['attack']} | {r['choice']} | {r['seeds']} | {r['asr']:.2f}{spread} | {r['clean_flip']:.2f} "
+            f"| {r['d_cacc']:+.2f} "
             f"| {r['below_20']} of {r['seeds']} | " + " | ".join(_paired(r, b) for b in COMPARED) + " |"
         )
     return "\n".join(lines) + "\n"

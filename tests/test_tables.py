@@ -548,8 +548,8 @@ def test_tuned_rows_pair_each_choice_with_the_grid_and_refuse_another_backdoored
     out = tmp_path / "compare.md"
     main(["--grid", str(grid), "--rows", f"oracle={grid}", "--rows", f"proxy={proxy}", "--out", str(out)])
     lines = out.read_text().splitlines()
-    assert "| lwp | oracle | 2 | 30.00 ± 0.00 | -5.00 | 0 of 2 | — | +15.00 (0 of 2) | — |" in lines
-    assert "| lwp | proxy | 2 | 17.50 ± 10.61 | -3.00 | 1 of 2 | — | +2.50 (1 of 2) | — |" in lines
+    assert "| lwp | oracle | 2 | 30.00 ± 0.00 | 10.00 | -5.00 | 0 of 2 | — | +15.00 (0 of 2) | — |" in lines
+    assert "| lwp | proxy | 2 | 17.50 ± 10.61 | 10.00 | -3.00 | 1 of 2 | — | +2.50 (1 of 2) | — |" in lines
     other = folder("other", [row("none", 1, 98.0), row("mbtsad", 1, 5.0, 89.0, "ts")])
     with pytest.raises(SystemExit):
         main(["--grid", str(grid), "--rows", f"other={other}", "--out", str(tmp_path / "x.md")])

@@ -133,18 +133,23 @@ def _paper_drop(attack: str) -> float:
     return PAPER_SST2[(attack, "none")][0] - PAPER_SST2[(attack, "mbtsad")][0]
 
 
+def labelled_rows(parser: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, pl.DataFrame]:
+    """`--rows LABEL=FOLDER[,FOLDER]` options as label -> read_rows of the folders; a malformed one is a usage error."""
+    rows = {}
+    for item in items:
+        label, sep, folders = item.partition("=")
+        if not sep:
+            parser.error(f"--rows {item!r} is not LABEL=FOLDER")
+        rows[label] = read_rows(*(Path(f) for f in folders.split(",")))
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", action="append", required=True, help="LABEL=FOLDER[,FOLDER] of trial rows (repeat)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    models = {}
-    for item in args.rows:
-        label, sep, folder = item.partition("=")
-        if not sep:
-            parser.error(f"--rows {item!r} is not LABEL=FOLDER")
-        models[label] = read_rows(*(Path(f) for f in folder.split(",")))
-    write_atomic(args.out, model_size_markdown(models))
+    write_atomic(args.out, model_size_markdown(labelled_rows(parser, args.rows)))
     print(f"wrote {args.out}")
 
 

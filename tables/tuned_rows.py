@@ -18,7 +18,7 @@ import polars as pl
 
 from tables.build import write_atomic
 from tables.layout import ATTACKS
-from tables.model_size import read_rows
+from tables.model_size import labelled_rows, read_rows
 from tables.paired import paired_differences
 
 CLAIM_B_ASR = 20.0  # claim (b): MBTSAD leaves less than 20% ASR
@@ -105,14 +105,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     grid = read_rows(*(Path(f) for f in args.grid.split(",")))
-    choices = {}
-    for item in args.rows:
-        label, sep, folder = item.partition("=")
-        if not sep:
-            parser.error(f"--rows {item!r} is not LABEL=FOLDER")
-        choices[label] = read_rows(*(Path(f) for f in folder.split(",")))
-        if mismatched := other_backdoored_models(grid, choices[label]):
-            parser.error(f"{folder}: M_b differs from the grid's for {', '.join(mismatched)}; the pairs would not hold")
+    choices = labelled_rows(parser, args.rows)
+    for label, rows in choices.items():
+        if mismatched := other_backdoored_models(grid, rows):
+            parser.error(f"{label}: M_b differs from the grid's for {', '.join(mismatched)}; the pairs would not hold")
     write_atomic(args.out, tuned_rows_markdown(choice_summary(grid, choices)))
     print(f"wrote {args.out}")
 
